@@ -1,0 +1,41 @@
+# Two commands do all the set-up:  `make book`  and  `make test`.
+# Both create .venv (Python 3.11) on first use and install the pinned requirements and hbm_lib.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CACHE  := _build/.jupyter_cache
+# The execution cache keys on a page's code only; hash the library and the pins too,
+# so that a change to hbm_lib/ or requirements.txt re-executes every chapter.
+LIB_HASH = $(shell cat requirements.txt $$(find hbm_lib -name '*.py' -o -name '*.csv' | LC_ALL=C sort) | sha256sum | cut -c1-16)
+
+.PHONY: book test venv clean clean-cache bench
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+book: $(STAMP)
+	@mkdir -p _build
+	@if [ "$$(cat $(CACHE)/.hbm_lib_hash 2>/dev/null)" != "$(LIB_HASH)" ]; then \
+	  echo "hbm_lib or requirements changed: clearing the execution cache"; \
+	  rm -rf $(CACHE); mkdir -p $(CACHE); echo "$(LIB_HASH)" > $(CACHE)/.hbm_lib_hash; fi
+	MPLBACKEND=agg $(BIN)/jupyter-book build . --builder html -W -n --keep-going
+
+test: $(STAMP)
+	MPLBACKEND=agg $(BIN)/python -m pytest
+
+bench: $(STAMP)
+	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean-cache:
+	rm -rf $(CACHE)
+
+clean:
+	rm -rf _build
