@@ -10,6 +10,10 @@ CACHE  := _build/.jupyter_cache
 # so that a change to hbm_lib/ or requirements.txt re-executes every chapter.
 LIB_HASH = $(shell cat requirements.txt $$(find hbm_lib -name '*.py' -o -name '*.csv' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 
+# MathJax is served from the build (no CDN), so formulas render offline. It comes from a pinned
+# PyPI package (django-static-mathjax, MathJax 3.2.2, no dependencies) installed with the requirements.
+MATHJAX := _build/static/mathjax
+
 .PHONY: book test venv clean clean-cache bench
 
 venv: $(STAMP)
@@ -21,12 +25,15 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-book: $(STAMP)
-	@mkdir -p _build
+$(MATHJAX)/tex-mml-chtml.js: $(STAMP)
+	mkdir -p $(MATHJAX)
+	cp -r "$$($(BIN)/python -c 'import mathjax, os; print(os.path.dirname(mathjax.__file__))')/static/mathjax/es5/." $(MATHJAX)/
+
+book: $(STAMP) $(MATHJAX)/tex-mml-chtml.js
 	@if [ "$$(cat $(CACHE)/.hbm_lib_hash 2>/dev/null)" != "$(LIB_HASH)" ]; then \
-	  echo "hbm_lib or requirements changed: clearing the execution cache"; \
-	  rm -rf $(CACHE); mkdir -p $(CACHE); echo "$(LIB_HASH)" > $(CACHE)/.hbm_lib_hash; fi
-	MPLBACKEND=agg $(BIN)/jupyter-book build . --builder html -W -n --keep-going
+	  echo "hbm_lib or requirements changed: clearing the execution cache and Sphinx's environment"; \
+	  rm -rf $(CACHE) _build/.doctrees; mkdir -p $(CACHE); echo "$(LIB_HASH)" > $(CACHE)/.hbm_lib_hash; fi
+	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 
 test: $(STAMP)
 	MPLBACKEND=agg $(BIN)/python -m pytest
@@ -35,7 +42,7 @@ bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean-cache:
-	rm -rf $(CACHE)
+	rm -rf $(CACHE) _build/.doctrees
 
 clean:
 	rm -rf _build
