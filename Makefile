@@ -14,7 +14,7 @@ LIB_HASH = $(shell cat requirements.txt $$(find hbm_lib -name '*.py' -o -name '*
 # PyPI package (django-static-mathjax, MathJax 3.2.2, no dependencies) installed with the requirements.
 MATHJAX := _build/static/mathjax
 
-.PHONY: book test venv clean clean-cache bench
+.PHONY: book test check-site venv clean clean-cache bench
 
 venv: $(STAMP)
 
@@ -37,6 +37,13 @@ book: $(STAMP) $(MATHJAX)/tex-mml-chtml.js
 
 test: $(STAMP)
 	MPLBACKEND=agg $(BIN)/python -m pytest
+
+# Opens every page of the built site in headless Chromium (Debian's package, installed here if
+# missing) and checks images, formulas, links, search and errors; screenshots in _build/screenshots.
+check-site: $(STAMP)
+	@test -x /usr/bin/chromium || { echo "installing Debian's chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	$(BIN)/python .ci/check_site.py _build/html
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
