@@ -5,7 +5,8 @@ Usage: python .ci/check_site.py [_build/html]
 The site is served on 127.0.0.1 and every request to any other host is blocked and counted as a
 failure, so the check also proves the book works offline. For each page it asserts: no console
 errors, no failed requests, every <img> decoded, math typeset by MathJax with no raw TeX left, no cell
-error or traceback, no sampler log chatter, a title and the sidebar; it checks every internal link
+error or traceback, no stderr output (except in cells tagged ``teaches-warning``, where a
+warning is the lesson), no sampler log chatter, a title and the sidebar; it checks every internal link
 and anchor, lists external links (without fetching them) in _build/external_links.txt, searches for
 "shrinkage", checks that figures are opaque, and saves full-page screenshots of every chapter (and
 one in dark mode) under _build/screenshots/. Exits non-zero on any failure.
@@ -107,7 +108,7 @@ def check_page(page, base: str, root: Path, rel: Path, problems: list[str], exte
           mathjax: document.querySelectorAll('mjx-container').length,
           text: clone.innerText,
           fulltext: document.body.innerText,
-          errors: document.querySelectorAll('.output.traceback, .output.error, .cell_output .stderr').length,
+          errors: document.querySelectorAll('.output.traceback, .output.error, .cell:not(.tag_teaches-warning) .cell_output .stderr').length,
           links: [...document.querySelectorAll('a[href]')].map(a => a.href),
         };
     }"""

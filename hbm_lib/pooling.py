@@ -224,7 +224,7 @@ def partial_pooling(
     of ``theta`` given ``tau`` under a flat prior on the means,
     ``sqrt(w * se^2 + (1 - w)^2 * var(mu_hat))``: it accounts for estimating the means but *not*
     for estimating ``tau``, which is why these intervals are too narrow when ``tau`` is uncertain
-    (full Bayes, in ``hbm_lib.models``, averages over ``tau`` instead).
+    (full Bayes, in :mod:`hbm_lib.models`, averages over ``tau`` instead).
 
     Parameters
     ----------
