@@ -9,16 +9,32 @@ datasets
 metrics
     MSE, interval coverage and width against a known truth, for one method or several.
 models
-    The hierarchical normal model in PyMC (centered, non-centered, marginal), a seeded ``fit``
-    and ``check_convergence``.
+    PyMC model builders: the hierarchical normal model (centered, non-centered, marginal), the
+    hierarchical beta-binomial model (and its exact grid posterior), varying-intercept,
+    varying-slope logistic models; a seeded ``fit`` and ``check_convergence``.
+decisions
+    Posterior probabilities for decisions: one variant beats another, the pairwise matrix,
+    an effect is positive.
 plots
     The book's matplotlib style and shared figures.
+simulate
+    Simulated creator experiments with a known truth, and their per-creator summaries.
 """
 
 from hbm_lib.datasets import eight_schools
 from hbm_lib.metrics import compare_methods, coverage, interval_width, mse, score
-from hbm_lib.models import check_convergence, fit, hierarchical_normal
+from hbm_lib.decisions import pairwise_prob_greater, prob_greater, prob_positive
+from hbm_lib.models import (
+    beta_binomial,
+    beta_binomial_grid,
+    check_convergence,
+    fit,
+    hierarchical_normal,
+    varying_slopes_logistic,
+    varying_slopes_logistic_from_rows,
+)
 from hbm_lib.pooling import complete_pooling, estimate_tau, no_pooling, partial_pooling, shrinkage_weight
+from hbm_lib.simulate import CreatorTruth, simulate_creator_experiments, summarize_experiments
 
 __version__ = "0.1.0"
 
@@ -35,6 +51,16 @@ __all__ = [
     "score",
     "compare_methods",
     "hierarchical_normal",
+    "beta_binomial",
+    "beta_binomial_grid",
+    "varying_slopes_logistic",
+    "varying_slopes_logistic_from_rows",
     "fit",
     "check_convergence",
+    "prob_greater",
+    "pairwise_prob_greater",
+    "prob_positive",
+    "CreatorTruth",
+    "simulate_creator_experiments",
+    "summarize_experiments",
 ]

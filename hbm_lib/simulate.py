@@ -54,7 +54,7 @@ def simulate_creator_experiments(
     *,
     mu: float = 0.3,
     sigma_genre: float = 0.25,
-    sigma_creator: float = 0.2,
+    sigma_creator: float | np.ndarray | list[float] = 0.2,
     genre_effects: np.ndarray | list[float] | None = None,
     min_users: int = 30,
     max_users: int = 5000,
@@ -72,9 +72,11 @@ def simulate_creator_experiments(
     n_creators, n_genres : int
         Number of creators (at least 2) and of genres (at least 1, at most ``n_creators``);
         creators are assigned to genres in equal shares, in order.
-    mu, sigma_genre, sigma_creator : float
-        Mean of the genre effects, sd of the genre effects around ``mu``, and sd of the creator
-        effects around their genre's (dollars of revenue per user).
+    mu, sigma_genre : float
+        Mean of the genre effects and their sd around ``mu`` (dollars of revenue per user).
+    sigma_creator : float or array-like
+        Sd of the creator effects around their genre's; one value for all genres, or one per
+        genre (to make one genre unlike the others).
     genre_effects : array-like, optional
         Fix the genre means instead of drawing them (one per genre); ``mu`` and ``sigma_genre`` are
         then reported as their mean and sd.
@@ -108,10 +110,15 @@ def simulate_creator_experiments(
         raise ValueError(f"n_genres must not exceed n_creators; got {n_genres} > {n_creators}")
     min_users = _check_count(min_users, "min_users", 4)
     max_users = _check_count(max_users, "max_users", min_users)
-    for name, value in {"sigma_genre": sigma_genre, "sigma_creator": sigma_creator,
+    sigma_creator_g = np.broadcast_to(np.asarray(sigma_creator, dtype=float), (n_genres,)) if np.ndim(sigma_creator) == 0 else np.asarray(sigma_creator, dtype=float)
+    if sigma_creator_g.shape != (n_genres,):
+        raise ValueError(f"sigma_creator must be one value or one per genre ({n_genres}); got {sigma_creator!r}")
+    for name, value in {"sigma_genre": sigma_genre, "sigma_creator": sigma_creator_g.min(),
                         "spend_log_sd": spend_log_sd, "creator_scale_log_sd": creator_scale_log_sd}.items():
         if not np.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be finite and >= 0; got {value}")
+    if not np.all(np.isfinite(sigma_creator_g)):
+        raise ValueError(f"sigma_creator must be finite and >= 0; got {sigma_creator!r}")
     for name, value in {"treated_share": treated_share, "buy_prob": buy_prob}.items():
         if not 0 < value < 1:
             raise ValueError(f"{name} must be in (0, 1); got {value}")
@@ -134,7 +141,7 @@ def simulate_creator_experiments(
     mean_spend = np.exp(spend_mu + spend_log_sd**2 / 2)
     scale = np.exp(rng.normal(0.0, creator_scale_log_sd, size=n_creators))
     baseline = buy_prob * mean_spend * scale
-    drawn_effect = rng.normal(genre_mean[genre_idx], sigma_creator)
+    drawn_effect = rng.normal(genre_mean[genre_idx], sigma_creator_g[genre_idx])
     # revenue cannot fall below zero: a treatment can at most remove (almost) all of it
     effect = np.maximum(drawn_effect, -0.95 * baseline)
 
@@ -173,7 +180,7 @@ def simulate_creator_experiments(
     params = {
         "mu": float(mu if genre_effects is None else genre_mean.mean()),
         "sigma_genre": float(sigma_genre if genre_effects is None else genre_mean.std(ddof=1) if n_genres > 1 else 0.0),
-        "sigma_creator": float(sigma_creator),
+        "sigma_creator": float(sigma_creator_g[0]) if np.ptp(sigma_creator_g) == 0 else sigma_creator_g.tolist(),
         "n_clipped": int(np.sum(effect != drawn_effect)),
         "buy_prob": buy_prob,
         "spend_median": spend_median,

@@ -63,6 +63,15 @@ def test_estimates_are_unbiased_and_se_calibrated(default_sim):
     assert 0.85 < z.std() < 1.15
 
 
+def test_per_genre_sigma_creator():
+    _, truth = simulate_creator_experiments(1000, 2, sigma_creator=[0.05, 1.0], max_users=40, seed=2)
+    spread = truth.creators.groupby("genre")["effect"].std()
+    # 500 creators per genre: the sample sd is within 10% of the true one with overwhelming probability
+    assert spread.iloc[0] == pytest.approx(0.05, rel=0.1)
+    assert spread.iloc[1] == pytest.approx(1.0, rel=0.1)
+    assert truth.params["sigma_creator"] == [0.05, 1.0]
+
+
 def test_summary_matches_hand_computation():
     users = pd.DataFrame(
         {
@@ -111,6 +120,8 @@ def test_summarize_bad_input(users, kwargs, match):
         ({"treated_share": 1.0}, "treated_share must be in"),
         ({"genre_effects": [1.0, 2.0]}, "genre_effects must hold 5"),
         ({"n_creators": 2.5}, "n_creators must be an integer"),
+        ({"sigma_creator": [0.1, 0.2]}, "one value or one per genre"),
+        ({"sigma_creator": [0.1, 0.2, 0.1, 0.1, -0.1]}, "sigma_creator must be finite and >= 0"),
     ],
 )
 def test_simulate_bad_input(kwargs, match):
