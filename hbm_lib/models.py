@@ -68,6 +68,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 from numpy.typing import ArrayLike
@@ -348,7 +349,13 @@ def _marginal_logp(y, se, codes, n_groups, sigma_unit, sigma_group, mu_prior_mea
     se = pt.as_tensor_variable(se)
     v = se**2 + sigma_unit**2  # var(y[i] | mu_group): theta[i] integrated out
     precision = 1.0 / v
-    s0_sq = pt.as_tensor_variable(mu_prior_sd) ** 2
+    if isinstance(mu_prior_sd, numbers.Real):
+        # a shared variable, not a constant: with a constant such as 1.0, constant folding hands
+        # PyTensor 2.38's fusion rewrite a graph that trips pymc-devs/pytensor#2145 (it logs a
+        # traceback and skips the fusion); tests/test_models.py guards the known triggers
+        s0_sq = pytensor.shared(np.float64(mu_prior_sd) ** 2, name="mu_prior_var")
+    else:
+        s0_sq = pt.as_tensor_variable(mu_prior_sd) ** 2
 
     if codes is None:
         # one group whose mean is mu itself

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["CreatorTruth", "simulate_creator_experiments", "summarize_experiments"]
+__all__ = ["CreatorTruth", "simulate_creator_experiments", "simulate_creator_summaries", "summarize_experiments"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,43 @@ def simulate_creator_experiments(
     >>> len(truth.creators), len(truth.genres)
     (20, 2)
     """
+    return _simulate_creators(
+        n_creators,
+        n_genres,
+        mu=mu,
+        sigma_genre=sigma_genre,
+        sigma_creator=sigma_creator,
+        genre_effects=genre_effects,
+        min_users=min_users,
+        max_users=max_users,
+        treated_share=treated_share,
+        buy_prob=buy_prob,
+        spend_median=spend_median,
+        spend_log_sd=spend_log_sd,
+        creator_scale_log_sd=creator_scale_log_sd,
+        seed=seed,
+    )
+
+
+def _simulate_creators(
+    n_creators: int = 500,
+    n_genres: int = 5,
+    *,
+    mu: float = 0.3,
+    sigma_genre: float = 0.25,
+    sigma_creator: float | np.ndarray | list[float] = 0.2,
+    genre_effects: np.ndarray | list[float] | None = None,
+    min_users: int = 30,
+    max_users: int = 5000,
+    treated_share: float = 0.5,
+    buy_prob: float = 0.2,
+    spend_median: float = 5.0,
+    spend_log_sd: float = 0.75,
+    creator_scale_log_sd: float = 0.3,
+    seed: int | np.random.Generator = 0,
+    users: bool = True,
+) -> tuple[pd.DataFrame, CreatorTruth]:
+    """Body of :func:`simulate_creator_experiments`; ``users=False`` skips the user rows."""
     n_creators = _check_count(n_creators, "n_creators", 2)
     n_genres = _check_count(n_genres, "n_genres", 1)
     if n_genres > n_creators:
@@ -145,6 +182,29 @@ def simulate_creator_experiments(
     # revenue cannot fall below zero: a treatment can at most remove (almost) all of it
     effect = np.maximum(drawn_effect, -0.95 * baseline)
 
+    creators = pd.DataFrame(
+        {
+            "creator": creator_names,
+            "genre": genre_names[genre_idx],
+            "n_users": n_users,
+            "effect": effect,
+            "baseline": baseline,
+        }
+    )
+    genres = pd.DataFrame({"genre": genre_names, "effect": genre_mean})
+    params = {
+        "mu": float(mu if genre_effects is None else genre_mean.mean()),
+        "sigma_genre": float(sigma_genre if genre_effects is None else genre_mean.std(ddof=1) if n_genres > 1 else 0.0),
+        "sigma_creator": float(sigma_creator_g[0]) if np.ptp(sigma_creator_g) == 0 else sigma_creator_g.tolist(),
+        "n_clipped": int(np.sum(effect != drawn_effect)),
+        "buy_prob": buy_prob,
+        "spend_median": spend_median,
+        "spend_log_sd": spend_log_sd,
+    }
+    truth = CreatorTruth(creators=creators, genres=genres, params=params)
+    if not users:
+        return pd.DataFrame(), truth
+
     total = int(n_users.sum())
     owner = np.repeat(np.arange(n_creators), n_users)
     treated = np.zeros(total, dtype=np.int8)
@@ -167,26 +227,60 @@ def simulate_creator_experiments(
             "revenue": revenue,
         }
     )
-    creators = pd.DataFrame(
+    return users, truth
+
+
+def simulate_creator_summaries(n_creators: int = 500, n_genres: int = 5, **kwargs) -> tuple[pd.DataFrame, CreatorTruth]:
+    """Per-creator summaries drawn directly, for scales where user rows would not fit in memory.
+
+    Same design and arguments as :func:`simulate_creator_experiments` (``treated_share`` excluded:
+    arms are split in half), but instead of simulating users it draws each creator's estimate from
+    its sampling distribution, ``effect_hat ~ N(effect, se)``, with ``se`` computed exactly from the
+    revenue model's variance in each arm. The normal approximation is what every estimator in the
+    book assumes anyway; with user rows, :func:`summarize_experiments` gives the real thing.
+
+    Returns
+    -------
+    summaries : pandas.DataFrame
+        Columns ``creator``, ``genre``, ``n_control``, ``n_treated``, ``n_users``, ``effect``, ``se``.
+    truth : CreatorTruth
+
+    Examples
+    --------
+    >>> summaries, truth = simulate_creator_summaries(50_000, seed=1)
+    >>> len(summaries), list(summaries.columns)[-2:]
+    (50000, ['effect', 'se'])
+    """
+    if "treated_share" in kwargs:
+        raise ValueError("treated_share is not supported here: arms are split in half")
+    seed = kwargs.pop("seed", 0)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    _, truth = _simulate_creators(n_creators, n_genres, **kwargs, seed=rng, users=False)
+    creators = truth.creators
+    buy_prob = truth.params["buy_prob"]
+    log_mu, log_sd = np.log(truth.params["spend_median"]), truth.params["spend_log_sd"]
+    scale = creators["baseline"].to_numpy() / (buy_prob * np.exp(log_mu + log_sd**2 / 2))
+    # revenue R = buy * spend * scale * lift: E[R] = p m1 s l, E[R^2] = p m2 (s l)^2
+    m1, m2 = np.exp(log_mu + log_sd**2 / 2), np.exp(2 * log_mu + 2 * log_sd**2)
+    lift = (creators["baseline"] + creators["effect"]).to_numpy() / creators["baseline"].to_numpy()
+    var_control = buy_prob * m2 * scale**2 - (buy_prob * m1 * scale) ** 2
+    var_treated = buy_prob * m2 * (scale * lift) ** 2 - (buy_prob * m1 * scale * lift) ** 2
+    n = creators["n_users"].to_numpy()
+    n_treated = np.round(n * 0.5).astype(int).clip(2, n - 2)
+    n_control = n - n_treated
+    se = np.sqrt(var_treated / n_treated + var_control / n_control)
+    summaries = pd.DataFrame(
         {
-            "creator": creator_names,
-            "genre": genre_names[genre_idx],
-            "n_users": n_users,
-            "effect": effect,
-            "baseline": baseline,
+            "creator": creators["creator"],
+            "genre": creators["genre"],
+            "n_control": n_control,
+            "n_treated": n_treated,
+            "n_users": n,
+            "effect": rng.normal(creators["effect"].to_numpy(), se),
+            "se": se,
         }
     )
-    genres = pd.DataFrame({"genre": genre_names, "effect": genre_mean})
-    params = {
-        "mu": float(mu if genre_effects is None else genre_mean.mean()),
-        "sigma_genre": float(sigma_genre if genre_effects is None else genre_mean.std(ddof=1) if n_genres > 1 else 0.0),
-        "sigma_creator": float(sigma_creator_g[0]) if np.ptp(sigma_creator_g) == 0 else sigma_creator_g.tolist(),
-        "n_clipped": int(np.sum(effect != drawn_effect)),
-        "buy_prob": buy_prob,
-        "spend_median": spend_median,
-        "spend_log_sd": spend_log_sd,
-    }
-    return users, CreatorTruth(creators=creators, genres=genres, params=params)
+    return summaries, truth
 
 
 def summarize_experiments(

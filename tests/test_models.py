@@ -608,15 +608,17 @@ def test_three_level_marginal_fit_recovers_the_truth():
     assert 0.83 <= coverage <= 0.97
 
 
+@pytest.mark.parametrize("mu_prior_sd", [10.0, 1.0, 2.0], ids=["sd10", "sd1", "sd2"])
 @pytest.mark.parametrize(
     "groups", [None, [0, 0, 1, 1, 2, 2, 3, 3], list("abababab"), list("abcdefgh")], ids=["two", "four", "two_groups", "singletons"]
 )
-def test_marginal_model_compiles_without_rewrite_errors(groups, caplog):
+def test_marginal_model_compiles_without_rewrite_errors(groups, mu_prior_sd, caplog):
     # PyTensor 2.38's elemwise fusion can fail on some graphs (pymc-devs/pytensor#2145): it logs a
     # traceback at ERROR level and skips the fusion (results stay right, speed does not). The
     # marginal likelihood is written to avoid it in the logp+gradient function that NUTS compiles.
     d = eight_schools()
-    model = hierarchical_normal(d["y"], d["sigma"], groups=groups)
+    # mu_prior_sd = 1.0 (the creator chapter's prior) tripped the bug when it was a graph constant
+    model = hierarchical_normal(d["y"], d["sigma"], groups=groups, mu_prior_sd=mu_prior_sd)
     with caplog.at_level(logging.ERROR, logger="pytensor"):
         model.logp_dlogp_function(ravel_inputs=True)
     assert not [r for r in caplog.records if r.name.startswith("pytensor")], caplog.text
