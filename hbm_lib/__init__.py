@@ -34,7 +34,12 @@ from hbm_lib.models import (
     varying_slopes_logistic_from_rows,
 )
 from hbm_lib.pooling import complete_pooling, estimate_tau, no_pooling, partial_pooling, shrinkage_weight
-from hbm_lib.simulate import CreatorTruth, simulate_creator_experiments, summarize_experiments
+from hbm_lib.simulate import (
+    CreatorTruth,
+    simulate_creator_experiments,
+    simulate_creator_summaries,
+    summarize_experiments,
+)
 
 __version__ = "0.1.0"
 
@@ -62,5 +67,6 @@ __all__ = [
     "prob_positive",
     "CreatorTruth",
     "simulate_creator_experiments",
+    "simulate_creator_summaries",
     "summarize_experiments",
 ]
