@@ -85,18 +85,27 @@ def as_labels(labels: ArrayLike, n: int, name: str) -> tuple[np.ndarray, pd.Inde
     return codes.astype(np.int64), pd.Index(categories, name=name)
 
 
-def unit_labels(units: Any, y: Any, n: int) -> pd.Index:
-    """Labels for the units: ``units`` if given, else the index of a pandas ``y``, else 0..n-1."""
+def unit_labels(units: Any, y: Any, n: int, *, name: str = "units", per: str = "unit") -> pd.Index:
+    """Labels: ``units`` if given, else the index of a pandas ``y``, else ``0..n-1``.
+
+    ``name`` is the argument named in error messages and ``per`` what one label stands for
+    (``unit_labels(variants, successes, n, name="variants", per="variant")``); the returned index is
+    named ``per``. Labels must be one per item, none missing, all distinct.
+    """
     if units is None:
         if isinstance(y, pd.Series):
             labels = pd.Index(y.index)
         else:
             labels = pd.RangeIndex(n)
     else:
-        labels = pd.Index(np.asarray(units, dtype=object) if not isinstance(units, pd.Index) else units)
+        values = units.to_numpy() if isinstance(units, (pd.Index, pd.Series)) else units
+        labels = pd.Index(np.asarray(values, dtype=object).reshape(-1))
     if len(labels) != n:
-        raise ValueError(f"units must have one label per unit: expected {n}, got {len(labels)}")
+        raise ValueError(f"{name} must have one label per {per}: expected {n}, got {len(labels)}")
+    missing = pd.isna(labels)
+    if missing.any():
+        raise ValueError(f"{name} has a missing label at position {_first_bad(np.asarray(missing))}")
     if labels.has_duplicates:
         dup = labels[labels.duplicated()][0]
-        raise ValueError(f"units must be unique; {dup!r} appears more than once")
-    return labels.rename("unit")
+        raise ValueError(f"{name} must be unique; {dup!r} appears more than once")
+    return labels.rename(per)

@@ -898,7 +898,7 @@ def _check_binomial_counts(
     n = _as_counts(trials, "trials")
     count = check_same_length(successes=y, trials=n)
     _check_successes_within_trials(y, n)
-    labels = _variant_labels(variants, successes, count)
+    labels = unit_labels(variants, successes, count, name="variants", per="variant")
     if count < 2:
         raise ValueError(
             f"successes has one variant only ({labels[0]!r}); the hierarchical model needs at "
@@ -913,26 +913,6 @@ def _check_binomial_counts(
             "as anything); fix a and b, or add data"
         )
     return y, n, labels
-
-
-def _variant_labels(variants: Any, successes: Any, count: int) -> pd.Index:
-    if variants is None:
-        if isinstance(successes, pd.Series):
-            labels = pd.Index(successes.index)
-        else:
-            labels = pd.RangeIndex(count)
-    else:
-        values = variants.to_numpy() if isinstance(variants, (pd.Index, pd.Series)) else variants
-        labels = pd.Index(np.asarray(values, dtype=object).reshape(-1))
-    if len(labels) != count:
-        raise ValueError(f"variants must have one label per variant: expected {count}, got {len(labels)}")
-    missing = pd.isna(labels)
-    if missing.any():
-        raise ValueError(f"variants has a missing label at position {int(np.flatnonzero(missing)[0])}")
-    if labels.has_duplicates:
-        dup = labels[labels.duplicated()][0]
-        raise ValueError(f"variants must be unique; {dup!r} appears more than once")
-    return labels
 
 
 def _check_dim_name(dim: Any, name: str, *, taken: Sequence[str] = ()) -> str:

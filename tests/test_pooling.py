@@ -244,6 +244,8 @@ def test_bad_groups_and_units_raise():
         no_pooling([1.0, 2.0], [1.0, 1.0], units=["a", "a"])
     with pytest.raises(ValueError, match="units must have one label per unit"):
         no_pooling([1.0, 2.0], [1.0, 1.0], units=["a"])
+    with pytest.raises(ValueError, match="units has a missing label at position 1"):
+        no_pooling([1.0, 2.0], [1.0, 1.0], units=["a", None])
 
 
 def test_single_unit_needs_tau():
