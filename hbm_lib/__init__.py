@@ -18,7 +18,12 @@ decisions
 plots
     The book's matplotlib style and shared figures.
 simulate
-    Simulated creator experiments with a known truth, and their per-creator summaries.
+    Simulated creator experiments and staggered rollouts with a known truth, and per-creator summaries.
+staggered
+    The imputation estimator of difference-in-differences for staggered adoption, and the two-way
+    fixed-effects regression it replaces.
+selection
+    Comparing candidate groupings by leave-one-out predictive accuracy.
 """
 
 from hbm_lib.datasets import eight_schools
@@ -36,10 +41,13 @@ from hbm_lib.models import (
 from hbm_lib.pooling import complete_pooling, estimate_tau, no_pooling, partial_pooling, shrinkage_weight
 from hbm_lib.simulate import (
     CreatorTruth,
+    StaggeredTruth,
     simulate_creator_experiments,
     simulate_creator_summaries,
+    simulate_staggered_panel,
     summarize_experiments,
 )
+from hbm_lib.staggered import ImputationResult, imputation_estimator, two_way_fixed_effects
 
 __version__ = "0.1.0"
 
@@ -69,4 +77,9 @@ __all__ = [
     "simulate_creator_experiments",
     "simulate_creator_summaries",
     "summarize_experiments",
+    "StaggeredTruth",
+    "simulate_staggered_panel",
+    "ImputationResult",
+    "imputation_estimator",
+    "two_way_fixed_effects",
 ]

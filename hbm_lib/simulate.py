@@ -2,7 +2,10 @@
 
 :func:`simulate_creator_experiments` generates many small A/B tests, one per creator, with creators
 grouped in genres; :func:`summarize_experiments` reduces the user-level rows to one estimate and
-standard error per creator, the input of every pooling method in the book.
+standard error per creator, the input of every pooling method in the book. :func:`simulate_staggered_panel` generates a panel
+of creators observed over periods while a feature is rolled out to them at different times
+(staggered adoption), with effects that vary by creator and grow with time since adoption, and
+switches that break parallel trends or no anticipation.
 
 The revenue model
 -----------------
@@ -15,6 +18,14 @@ the creator's true treatment effect.
 
 True effects are drawn hierarchically: genre means ``genre_effect[g] ~ N(mu, sigma_genre)`` and
 creator effects ``effect[c] ~ N(genre_effect[g[c]], sigma_creator)``.
+
+The staggered panel
+-------------------
+Creator ``i`` in period ``t`` has outcome ``alpha_i + lambda_t + tau_it * treated_it + noise``: a
+creator fixed effect, a common period effect (season, trend and shocks), and, from its adoption
+period ``F_i`` on, an effect ``tau_it = base_effect_i + growth * (t - F_i)`` whose base is drawn
+hierarchically like the experiments' effects. Adoption times are random, independent of everything
+else; see :func:`simulate_staggered_panel` for the details and the two violations it can switch on.
 """
 
 from __future__ import annotations
@@ -24,7 +35,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["CreatorTruth", "simulate_creator_experiments", "simulate_creator_summaries", "summarize_experiments"]
+__all__ = [
+    "CreatorTruth",
+    "StaggeredTruth",
+    "simulate_creator_experiments",
+    "simulate_creator_summaries",
+    "simulate_staggered_panel",
+    "summarize_experiments",
+]
 
 
 @dataclass(frozen=True)
@@ -372,10 +390,343 @@ def summarize_experiments(
     return out
 
 
+@dataclass(frozen=True)
+class StaggeredTruth:
+    """The truth behind a simulated staggered-adoption panel.
+
+    Attributes
+    ----------
+    creators : pandas.DataFrame
+        One row per creator, in panel order: ``creator``, ``genre``, ``size`` (audience, users per
+        period), ``first_treated`` (adoption period, pandas ``Int64``, ``<NA>`` if never treated),
+        ``n_post`` (treated periods in the panel, 0 if never treated), ``base_effect`` (the
+        creator's effect at horizon 0), ``effect`` (its true average effect over its own treated
+        periods in the panel, ``base_effect + growth * (n_post - 1) / 2``; NaN if never treated)
+        and ``pre_mean`` (its expected untreated outcome level: fixed effect plus the mean period
+        effect, which is 0; the ``trend_violation`` and ``anticipation`` terms are not included).
+    genres : pandas.DataFrame
+        One row per genre: ``genre`` and ``effect`` (the genre's mean base effect, the draw around
+        which its creators' base effects scatter).
+    by_horizon : pandas.DataFrame
+        One row per horizon ``0, 1, ...`` (periods since adoption): ``horizon``, ``effect`` (mean
+        true effect over the treated observations at that horizon) and ``n_obs``.
+    observations : pandas.DataFrame
+        One row per treated creator-period, in panel order: ``creator``, ``period``, ``horizon``
+        and ``effect`` (the true effect ``tau_it``).
+    att : float
+        Mean true effect over all treated observations (the average treatment effect on the treated).
+    params : dict
+        Every setting used, plus ``median_size`` (the reference size of ``noise_sd``) and
+        ``n_never_treated``.
+    periods : pandas.DataFrame
+        One row per period: ``period`` and ``effect`` (the common period effect ``lambda_t``; mean 0).
+    """
+
+    creators: pd.DataFrame
+    genres: pd.DataFrame
+    by_horizon: pd.DataFrame
+    observations: pd.DataFrame
+    att: float
+    params: dict = field(default_factory=dict)
+    periods: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def simulate_staggered_panel(
+    n_creators: int = 200,
+    n_periods: int = 24,
+    n_genres: int = 5,
+    *,
+    adoption_periods: tuple[int, ...] | list[int] | np.ndarray = (6, 10, 14, 18),
+    never_treated_share: float = 0.25,
+    mu: float = 1.0,
+    sigma_genre: float = 0.5,
+    sigma_creator: float = 0.5,
+    growth: float = 0.05,
+    level_mean: float = 10.0,
+    level_sd: float = 3.0,
+    period_sd: float = 1.0,
+    noise_sd: float = 2.0,
+    min_size: int = 30,
+    max_size: int = 3000,
+    trend_violation: float = 0.0,
+    anticipation: float = 0.0,
+    seed: int | np.random.Generator = 0,
+) -> tuple[pd.DataFrame, StaggeredTruth]:
+    """Simulate a creator panel in which a feature is rolled out at different times.
+
+    Creators ``i`` are observed in periods ``t = 0, ..., n_periods - 1``. A random share of them
+    never gets the feature; every other creator adopts it in one of the ``adoption_periods``
+    (its cohort, ``first_treated``) and stays treated. The outcome is
+
+    ``y_it = alpha_i + lambda_t + trend_violation * t * ever_i + anticipation * [t = F_i - 1]
+    + tau_it * treated_it + e_it``
+
+    with creator fixed effects ``alpha_i ~ N(level_mean, level_sd)``, common period effects
+    ``lambda_t``, ``ever_i`` = 1 for creators that adopt within the panel, and effects
+    ``tau_it = base_effect_i + growth * (t - F_i)`` that grow with the horizon ``t - F_i``. Base
+    effects are hierarchical: genre means ``~ N(mu, sigma_genre)``, creators ``~ N(genre mean,
+    sigma_creator)``. The noise ``e_it ~ N(0, noise_sd * sqrt(median_size / size_i))`` is larger for
+    small audiences. Timing is drawn independently of genre, size, level and effect, so parallel
+    trends and no anticipation hold exactly unless ``trend_violation`` or ``anticipation`` is set.
+
+    Parameters
+    ----------
+    n_creators, n_periods, n_genres : int
+        Number of creators (at least 2), of periods (at least 2) and of genres (at least 1, at
+        most ``n_creators``); creators are assigned to genres in equal shares, in order.
+    adoption_periods : sequence of int
+        The cohorts: distinct integers in ``1..n_periods - 1``, so that every cohort has at least
+        one untreated and one treated period. Each treated creator adopts in one of them with
+        equal probability (independently).
+    never_treated_share : float
+        Share of creators never treated, in ``[0, 1)``: exactly ``round(share * n_creators)``,
+        chosen at random; at least one creator must be treated.
+    mu, sigma_genre, sigma_creator : float
+        The base effects (effect at horizon 0): genre means ``~ N(mu, sigma_genre)``, creator base
+        effects ``~ N(genre mean, sigma_creator)``.
+    growth : float
+        Change of the effect per period since adoption (may be negative).
+    level_mean, level_sd : float
+        Creator fixed effects ``alpha_i ~ N(level_mean, level_sd)``.
+    period_sd : float
+        Scale of the common period effects: ``lambda_t = period_sd * (s_t + z_t)``, centred so that
+        they average exactly 0 over the panel, where ``s_t = sin(2 pi t / 12) + 2 (t - tbar) /
+        (n_periods - 1)`` is a 12-period season plus a linear trend from -1 to +1, and
+        ``z_t ~ N(0, 1)`` are shocks. ``period_sd = 0`` removes period effects.
+    noise_sd : float
+        Noise sd (positive) of a creator of median size, ``median_size = sqrt(min_size * max_size)``
+        (the median of the size distribution); creator ``i``'s is
+        ``noise_sd * sqrt(median_size / size_i)``, as for a mean over ``size_i`` users.
+    min_size, max_size : int
+        Audience sizes (users per period) are log-uniform on ``[min_size, max_size]``, rounded;
+        ``1 <= min_size <= max_size``. ``size`` is an observed covariate that only sets the noise.
+    trend_violation : float
+        Extra trend per period of creators that will adopt, relative to the never-treated,
+        ``trend_violation * t`` in every period, before and after adoption (breaks parallel
+        trends). Not part of the effects in the truth.
+    anticipation : float
+        Extra outcome in the single period before adoption, ``t = F_i - 1`` (breaks no
+        anticipation). Not part of the effects in the truth, which stay the post-adoption ones.
+    seed : int or numpy.random.Generator
+        Randomness; the same seed gives the same data. The random draws do not depend on
+        ``trend_violation``, ``anticipation``, ``growth`` or the sds, so two calls with the same seed
+        differ only by the terms those settings control.
+
+    Returns
+    -------
+    panel : pandas.DataFrame
+        One row per creator and period, sorted by creator then period: ``creator`` (str),
+        ``period`` (int), ``genre`` (str), ``size`` (int), ``first_treated`` (``Int64``, ``<NA>``
+        if never treated), ``treated`` (bool, ``period >= first_treated``) and ``outcome`` (float).
+    truth : StaggeredTruth
+        Per-creator, per-genre, per-horizon and per-observation true effects, the ATT, the period
+        effects and the settings.
+
+    Examples
+    --------
+    >>> panel, truth = simulate_staggered_panel(20, 8, 2, adoption_periods=(3, 5), seed=1)
+    >>> list(panel.columns)
+    ['creator', 'period', 'genre', 'size', 'first_treated', 'treated', 'outcome']
+    >>> len(panel), int(truth.creators["first_treated"].isna().sum())
+    (160, 5)
+    >>> bool(truth.att == truth.observations["effect"].mean())
+    True
+    """
+    n_creators = _check_count(n_creators, "n_creators", 2)
+    n_periods = _check_count(n_periods, "n_periods", 2)
+    n_genres = _check_count(n_genres, "n_genres", 1)
+    if n_genres > n_creators:
+        raise ValueError(f"n_genres must not exceed n_creators; got {n_genres} > {n_creators}")
+    cohorts = _check_adoption_periods(adoption_periods, n_periods)
+    never_treated_share = _check_real(never_treated_share, "never_treated_share", minimum=0.0)
+    if not never_treated_share < 1:
+        raise ValueError(f"never_treated_share must be in [0, 1); got {never_treated_share:g}")
+    n_never = int(round(never_treated_share * n_creators))
+    if n_never >= n_creators:
+        raise ValueError(
+            f"never_treated_share leaves no treated creator: round({never_treated_share:g} * {n_creators}) = {n_never}"
+        )
+    mu = _check_real(mu, "mu")
+    growth = _check_real(growth, "growth")
+    level_mean = _check_real(level_mean, "level_mean")
+    trend_violation = _check_real(trend_violation, "trend_violation")
+    anticipation = _check_real(anticipation, "anticipation")
+    sigma_genre = _check_real(sigma_genre, "sigma_genre", minimum=0.0)
+    sigma_creator = _check_real(sigma_creator, "sigma_creator", minimum=0.0)
+    level_sd = _check_real(level_sd, "level_sd", minimum=0.0)
+    period_sd = _check_real(period_sd, "period_sd", minimum=0.0)
+    noise_sd = _check_real(noise_sd, "noise_sd", positive=True)
+    min_size = _check_count(min_size, "min_size", 1)
+    max_size = _check_count(max_size, "max_size", min_size)
+    if not isinstance(seed, np.random.Generator):
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or a numpy Generator; got {seed!r}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+    # draws, in a fixed order and number that do not depend on the effect or violation settings
+    genre_names = np.array([f"genre {k + 1}" for k in range(n_genres)])
+    genre_idx = np.arange(n_creators) * n_genres // n_creators
+    creator_names = np.array([f"creator {c + 1:0{len(str(n_creators))}d}" for c in range(n_creators)])
+    genre_mean = rng.normal(mu, sigma_genre, size=n_genres)
+    size = np.round(np.exp(rng.uniform(np.log(min_size), np.log(max_size), size=n_creators))).astype(np.int64)
+    base = rng.normal(genre_mean[genre_idx], sigma_creator)
+    alpha = rng.normal(level_mean, level_sd, size=n_creators)
+    never = np.zeros(n_creators, dtype=bool)
+    never[rng.permutation(n_creators)[:n_never]] = True
+    first = np.full(n_creators, -1, dtype=np.int64)  # -1 marks never treated, internally
+    first[~never] = rng.choice(cohorts, size=n_creators - n_never)
+    shocks = rng.normal(0.0, 1.0, size=n_periods)
+    noise = rng.normal(0.0, 1.0, size=(n_creators, n_periods))
+
+    t = np.arange(n_periods)
+    smooth = np.sin(2 * np.pi * t / 12) + (2 * (t - t.mean()) / (n_periods - 1))
+    lam = period_sd * (smooth + shocks)
+    lam = lam - lam.mean()
+    median_size = float(np.sqrt(min_size * max_size))
+    creator_noise_sd = noise_sd * np.sqrt(median_size / size)
+
+    ever = ~never
+    horizon = np.where(ever[:, None], t[None, :] - first[:, None], -(10**9))
+    treated = ever[:, None] & (horizon >= 0)
+    tau = base[:, None] + growth * horizon
+    outcome = (
+        alpha[:, None]
+        + lam[None, :]
+        + trend_violation * t[None, :] * ever[:, None]
+        + anticipation * (horizon == -1)
+        + np.where(treated, tau, 0.0)
+        + creator_noise_sd[:, None] * noise
+    )
+
+    first_treated = pd.array(first, dtype="Int64")
+    first_treated[never] = pd.NA
+    panel = pd.DataFrame(
+        {
+            "creator": np.repeat(creator_names, n_periods),
+            "period": np.tile(t, n_creators).astype(np.int64),
+            "genre": np.repeat(genre_names[genre_idx], n_periods),
+            "size": np.repeat(size, n_periods),
+            "first_treated": first_treated.take(np.repeat(np.arange(n_creators), n_periods)),
+            "treated": treated.ravel(),
+            "outcome": outcome.ravel(),
+        }
+    )
+
+    rows, cols = np.nonzero(treated)  # row-major: panel order
+    observations = pd.DataFrame(
+        {
+            "creator": creator_names[rows],
+            "period": cols.astype(np.int64),
+            "horizon": horizon[rows, cols].astype(np.int64),
+            "effect": tau[rows, cols],
+        }
+    )
+    n_post = treated.sum(axis=1).astype(np.int64)
+    effect = np.where(ever, base + growth * (n_post - 1) / 2, np.nan)
+    creators = pd.DataFrame(
+        {
+            "creator": creator_names,
+            "genre": genre_names[genre_idx],
+            "size": size,
+            "first_treated": first_treated,
+            "n_post": n_post,
+            "base_effect": base,
+            "effect": effect,
+            "pre_mean": alpha + lam.mean(),
+        }
+    )
+    by_horizon = (
+        observations.groupby("horizon", sort=True)["effect"].agg(effect="mean", n_obs="size").reset_index()
+    )
+    by_horizon["n_obs"] = by_horizon["n_obs"].astype(np.int64)
+    params = {
+        "n_creators": n_creators,
+        "n_periods": n_periods,
+        "n_genres": n_genres,
+        "adoption_periods": cohorts.tolist(),
+        "never_treated_share": never_treated_share,
+        "n_never_treated": n_never,
+        "mu": mu,
+        "sigma_genre": sigma_genre,
+        "sigma_creator": sigma_creator,
+        "growth": growth,
+        "level_mean": level_mean,
+        "level_sd": level_sd,
+        "period_sd": period_sd,
+        "noise_sd": noise_sd,
+        "median_size": median_size,
+        "min_size": min_size,
+        "max_size": max_size,
+        "trend_violation": trend_violation,
+        "anticipation": anticipation,
+        "seed": int(seed) if not isinstance(seed, np.random.Generator) else None,
+    }
+    truth = StaggeredTruth(
+        creators=creators,
+        genres=pd.DataFrame({"genre": genre_names, "effect": genre_mean}),
+        by_horizon=by_horizon,
+        observations=observations,
+        att=float(observations["effect"].mean()),
+        params=params,
+        periods=pd.DataFrame({"period": t.astype(np.int64), "effect": lam}),
+    )
+    return panel, truth
+
+
+def _check_adoption_periods(adoption_periods, n_periods: int) -> np.ndarray:
+    """The cohorts as a sorted int array: distinct integers in ``1..n_periods - 1``, at least one."""
+    if isinstance(adoption_periods, (str, bytes)) or adoption_periods is None:
+        raise ValueError(f"adoption_periods must be a sequence of integers; got {adoption_periods!r}")
+    values = np.atleast_1d(np.asarray(adoption_periods, dtype=object))
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"adoption_periods must be a non-empty sequence of integers; got {adoption_periods!r}")
+    out = []
+    for v in values:
+        try:
+            ok = not isinstance(v, (bool, np.bool_)) and float(v).is_integer()
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"adoption_periods must hold integers; got {v!r}")
+        out.append(int(v))
+    cohorts = np.array(out, dtype=np.int64)
+    if len(np.unique(cohorts)) != len(cohorts):
+        raise ValueError(f"adoption_periods must be unique; got {out}")
+    bad = (cohorts < 1) | (cohorts > n_periods - 1)
+    if bad.any():
+        raise ValueError(
+            f"adoption_periods must lie in 1..{n_periods - 1} (n_periods - 1) so every cohort has an "
+            f"untreated and a treated period; got {int(cohorts[bad][0])}"
+        )
+    return np.sort(cohorts)
+
+
+def _check_real(value, name: str, *, minimum: float | None = None, positive: bool = False) -> float:
+    """``value`` as a finite float, optionally ``>= minimum`` or ``> 0``; else a ValueError naming ``name``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number; got {value!r}") from None
+    if not np.isfinite(out):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    if positive and not out > 0:
+        raise ValueError(f"{name} must be positive; got {out:g}")
+    if minimum is not None and out < minimum:
+        raise ValueError(f"{name} must be finite and >= {minimum:g}; got {out:g}")
+    return out
+
+
 def _check_count(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not float(value).is_integer():
+    try:
+        integral = not isinstance(value, bool) and float(value).is_integer()
+    except (TypeError, ValueError):
+        integral = False
+    if not integral:
         raise ValueError(f"{name} must be an integer; got {value!r}")
     value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}; got {value}")
     return value
+

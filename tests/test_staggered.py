@@ -1,0 +1,584 @@
+"""Tests for hbm_lib.staggered: known answers, dense references, Monte Carlo checks and bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from hbm_lib.staggered import imputation_estimator, two_way_fixed_effects
+
+COLS = ["creator", "period", "outcome", "first_treated"]
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def staggered_panel(
+    seed,
+    *,
+    n_units=40,
+    n_periods=10,
+    cohorts=(3, 5, 7),
+    never_share=0.25,
+    effect=lambda base, h: base,
+    noise=True,
+    missing=0.0,
+    design_seed=None,
+):
+    """Small staggered-adoption panel with known effects.
+
+    The design (cohorts, unit and period effects, each unit's base effect and noise sd) is drawn
+    from ``design_seed`` (default ``seed``); the noise and the missing rows from ``seed``. The
+    effect of unit ``i`` at horizon ``h >= 0`` is ``effect(base_i, h)``. Returns the panel and the
+    true effect per row (0 before adoption).
+    """
+    design = np.random.default_rng(seed if design_seed is None else design_seed)
+    rng = np.random.default_rng(seed)
+    n_never = round(never_share * n_units)
+    ft = np.concatenate([np.full(n_never, np.nan), design.choice(cohorts, n_units - n_never)])
+    alpha = design.normal(0.0, 2.0, n_units)
+    lam = np.cumsum(design.normal(0.3, 1.0, n_periods))
+    base = design.normal(1.0, 0.5, n_units)
+    sigma = design.uniform(0.5, 1.5, n_units)
+    u = np.repeat(np.arange(n_units), n_periods)
+    t = np.tile(np.arange(n_periods), n_units)
+    f = ft[u]
+    h = t - f
+    treated = ~np.isnan(f) & (h >= 0)
+    tau = np.where(treated, effect(base[u], np.where(treated, h, 0)), 0.0)
+    y = alpha[u] + lam[t] + tau + (rng.normal(0.0, sigma[u]) if noise else 0.0)
+    panel = pd.DataFrame({"creator": [f"c{i:02d}" for i in u], "period": t, "outcome": y, "first_treated": f})
+    panel["true_tau"] = tau
+    if missing:
+        panel = panel[rng.random(len(panel)) >= missing]
+    return panel.reset_index(drop=True)
+
+
+def dense_reference(panel, *, variance="pooled", pre_periods=0):
+    """The estimator written out with explicit dummy matrices and dense pseudo-inverses."""
+    labels, u = np.unique(panel["creator"].to_numpy(), return_inverse=True)
+    periods, t = np.unique(panel["period"].to_numpy(), return_inverse=True)
+    n_units, n_periods, n = len(labels), len(periods), len(panel)
+    z = np.zeros((n, n_units + n_periods))
+    z[np.arange(n), u] = 1.0
+    z[np.arange(n), n_units + t] = 1.0
+    y = panel["outcome"].to_numpy(float)
+    ft = panel["first_treated"].to_numpy(float)
+    rel = panel["period"].to_numpy() - ft
+    treated = ~np.isnan(ft) & (rel >= 0)
+
+    def fit(rows):
+        gram_inv = np.linalg.pinv(z[rows].T @ z[rows])
+        return gram_inv, gram_inv @ z[rows].T @ y[rows]
+
+    untreated = ~treated
+    gram_inv, coef = fit(untreated)
+    resid = y[untreated] - z[untreated] @ coef
+    leverage = np.einsum("ij,jk,ik->i", z[untreated], gram_inv, z[untreated])
+    df = untreated.sum() - np.linalg.matrix_rank(z[untreated])
+    sigma2 = np.full(n_units, np.sum(resid**2) / df)
+    if variance == "unit":
+        for i in range(n_units):
+            mine = u[untreated] == i
+            if mine.sum() >= 3:
+                sigma2[i] = np.sum(resid[mine] ** 2) / (mine.sum() - leverage[mine].sum())
+
+    def variance_of(w, rows_in, rows_out, g_inv):
+        v = -z[rows_in] @ g_inv @ z[rows_out].T @ w
+        return np.sum(w**2 * sigma2[u[rows_out]]) + np.sum(v**2 * sigma2[u[rows_in]])
+
+    tau = y[treated] - z[treated] @ coef
+    out = {
+        "att": tau.mean(),
+        "att_se": np.sqrt(variance_of(np.full(len(tau), 1 / len(tau)), untreated, treated, gram_inv)),
+    }
+    unit_rows = []
+    for i in np.unique(u[treated]):
+        w = (u[treated] == i) / np.sum(u[treated] == i)
+        unit_rows.append((labels[i], w @ tau, np.sqrt(variance_of(w, untreated, treated, gram_inv))))
+    out["units"] = pd.DataFrame(unit_rows, columns=["creator", "estimate", "se"]).set_index("creator")
+    es_rows = []
+    for h in np.unique(rel[treated]):
+        w = (rel[treated] == h) / np.sum(rel[treated] == h)
+        es_rows.append((int(h), w @ tau, np.sqrt(variance_of(w, untreated, treated, gram_inv))))
+    if pre_periods:
+        hold = untreated & ~np.isnan(ft) & (rel >= -pre_periods) & (rel <= -1)
+        keep = untreated & ~hold
+        hold &= np.isin(u, u[keep]) & np.isin(t, t[keep])
+        p_inv, p_coef = fit(keep)
+        placebo = y[hold] - z[hold] @ p_coef
+        for h in np.unique(rel[hold]):
+            w = (rel[hold] == h) / np.sum(rel[hold] == h)
+            es_rows.append((int(h), w @ placebo, np.sqrt(variance_of(w, keep, hold, p_inv))))
+    out["event_study"] = pd.DataFrame(es_rows, columns=["horizon", "estimate", "se"]).sort_values("horizon")
+    return out
+
+
+def assert_matches_reference(result, ref, atol=1e-9):
+    assert result.att == pytest.approx(ref["att"], abs=atol)
+    assert result.att_se == pytest.approx(ref["att_se"], abs=atol)
+    units = result.units.sort_index()
+    assert units.index.tolist() == ref["units"].index.tolist()
+    np.testing.assert_allclose(units[["estimate", "se"]], ref["units"][["estimate", "se"]], atol=atol)
+    es = result.event_study
+    assert es["horizon"].tolist() == ref["event_study"]["horizon"].tolist()
+    np.testing.assert_allclose(es[["estimate", "se"]], ref["event_study"][["estimate", "se"]], atol=atol)
+
+
+def tiny_panel():
+    # 3 creators x 4 periods: a adopts in period 2, b in period 3, c never; noise makes the fit non-trivial
+    return pd.DataFrame(
+        {
+            "creator": ["a"] * 4 + ["b"] * 4 + ["c"] * 4,
+            "period": [1, 2, 3, 4] * 3,
+            "outcome": [1.0, 4.5, 5.0, 6.5, 2.0, 2.5, 6.0, 7.0, 0.5, 1.5, 1.0, 3.0],
+            "first_treated": [2] * 4 + [3] * 4 + [None] * 4,
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# known answers
+
+
+def test_homogeneous_effect_without_noise_is_recovered_exactly():
+    panel = staggered_panel(
+        1, n_units=60, n_periods=12, cohorts=(3, 6, 8, 10), effect=lambda b, h: 1.7 + 0 * b, noise=False
+    )
+    result = imputation_estimator(panel[COLS], pre_periods=3)
+    assert result.att == pytest.approx(1.7, abs=1e-9)
+    post = result.event_study.query("horizon >= 0")
+    pre = result.event_study.query("horizon < 0")
+    np.testing.assert_allclose(post["estimate"], 1.7, atol=1e-9)
+    np.testing.assert_allclose(result.units["estimate"], 1.7, atol=1e-9)
+    np.testing.assert_allclose(result.observations["tau"], 1.7, atol=1e-9)
+    assert pre["horizon"].tolist() == [-3, -2, -1]
+    np.testing.assert_allclose(pre["estimate"], 0.0, atol=1e-9)
+    # no noise: every residual and so every standard error is zero
+    assert result.residual_sd == pytest.approx(0.0, abs=1e-9)
+    np.testing.assert_allclose(result.event_study["se"], 0.0, atol=1e-6)
+
+
+def test_fixed_effects_are_normalised_to_the_first_period():
+    panel = staggered_panel(2, noise=False)
+    result = imputation_estimator(panel[COLS])
+    assert result.time_effects.iloc[0] == 0.0
+    assert result.time_effects.index.name == "period"
+    assert result.unit_effects.index.name == "creator"
+    assert result.time_effects.index.tolist() == list(range(10))
+    # alpha_i + lambda_t reproduces every untreated outcome when there is no noise
+    untreated = panel[panel["true_tau"] == 0]
+    fitted = result.unit_effects[untreated["creator"]].to_numpy() + result.time_effects[untreated["period"]].to_numpy()
+    np.testing.assert_allclose(fitted, untreated["outcome"], atol=1e-9)
+
+
+def test_tiny_panel_matches_hand_and_dense_fit():
+    panel = tiny_panel()
+    result = imputation_estimator(panel, pre_periods=0, variance="pooled")
+    # untreated cells: a at 1; b at 1, 2; c at 1..4 -- 7 cells for 3 + 4 - 1 = 6 parameters, so one
+    # residual degree of freedom; the dense least-squares fit on explicit dummies is the reference
+    ref = dense_reference(panel, variance="pooled")
+    assert_matches_reference(result, ref)
+    # a's imputed untreated outcome at period 2 is its period-1 level plus the fitted change
+    obs = result.observations.set_index(["creator", "period"])
+    change = result.time_effects[2] - result.time_effects[1]
+    assert obs.loc[("a", 2), "y0_hat"] == pytest.approx(1.0 + change, abs=1e-12)
+    assert result.units.loc["a", "n_pre"] == 1 and result.units.loc["a", "n_post"] == 3
+    assert result.units["first_treated"].tolist() == [2, 3]
+
+
+def test_tiny_panel_by_hand_when_the_fit_is_exact():
+    # with b's pre-period lying exactly on c's trend the stage-1 fit has zero residuals and the
+    # imputations can be read off: lambda = (0, 1, 0.5, 2.5) from c, alpha_a = 1, alpha_b = 2
+    panel = tiny_panel()
+    panel.loc[5, "outcome"] = 3.0  # b at period 2: 2 + 1
+    result = imputation_estimator(panel, pre_periods=0)
+    np.testing.assert_allclose(result.time_effects, [0.0, 1.0, 0.5, 2.5], atol=1e-12)
+    np.testing.assert_allclose(result.unit_effects[["a", "b", "c"]], [1.0, 2.0, 0.5], atol=1e-12)
+    # tau for a: (4.5 - 2, 5 - 1.5, 6.5 - 3.5) = (2.5, 3.5, 3); for b: (6 - 2.5, 7 - 4.5) = (3.5, 2.5)
+    np.testing.assert_allclose(result.observations["tau"], [2.5, 3.5, 3.0, 3.5, 2.5], atol=1e-12)
+    assert result.att == pytest.approx(15.0 / 5, abs=1e-12)
+    np.testing.assert_allclose(result.units["estimate"], [3.0, 3.0], atol=1e-12)
+    es = result.event_study.set_index("horizon")["estimate"]
+    np.testing.assert_allclose(es[[0, 1, 2]], [(2.5 + 3.5) / 2, (3.5 + 2.5) / 2, 3.0], atol=1e-12)
+
+
+@pytest.mark.parametrize("variance", ["unit", "pooled"])
+@pytest.mark.parametrize("seed", range(6))
+def test_unbalanced_panel_matches_dense_reference(seed, variance):
+    panel = staggered_panel(
+        seed, n_units=14, n_periods=8, cohorts=(2, 4, 5, 12), missing=0.2, effect=lambda b, h: b + 0.3 * h
+    )
+    result = imputation_estimator(panel[COLS], pre_periods=2, variance=variance)
+    ref = dense_reference(panel, variance=variance, pre_periods=2)
+    assert_matches_reference(result, ref)
+
+
+def test_first_treated_accepts_nan_na_none_and_int64():
+    panel = staggered_panel(3, missing=0.1)[COLS]
+    expected = imputation_estimator(panel)
+    as_int64 = panel.assign(first_treated=panel["first_treated"].astype("Int64"))
+    as_object = panel.assign(
+        first_treated=panel["first_treated"].astype(object).where(panel["first_treated"].notna(), None)
+    )
+    as_float_periods = panel.assign(period=panel["period"].astype(float))
+    for variant in (as_int64, as_object, as_float_periods):
+        got = imputation_estimator(variant)
+        assert got.att == expected.att
+        pd.testing.assert_frame_equal(got.units, expected.units)
+
+
+def test_adoption_after_the_panel_ends_counts_as_untreated():
+    panel = staggered_panel(4, noise=False)[COLS]
+    late = panel.copy()
+    late.loc[late["first_treated"].isna(), "first_treated"] = 99
+    a, b = imputation_estimator(panel, pre_periods=0), imputation_estimator(late, pre_periods=0)
+    assert a.att == pytest.approx(b.att, abs=1e-12)
+    assert a.units.index.tolist() == b.units.index.tolist()
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), shift_seed=st.integers(0, 2**32 - 1))
+def test_adding_unit_and_period_effects_changes_nothing(seed, shift_seed):
+    # the fixed effects absorb any additive unit and period shift; row order does not matter either
+    panel = staggered_panel(seed % 1000, n_units=12, n_periods=7, cohorts=(2, 4, 5), missing=0.1)[COLS]
+    try:
+        base = imputation_estimator(panel, pre_periods=2)
+    except ValueError:  # a random unbalanced panel may lose a period's last untreated cell
+        assume(False)
+    rng = np.random.default_rng(shift_seed)
+    unit_shift = dict(zip(panel["creator"].unique(), rng.normal(0, 10, panel["creator"].nunique()), strict=True))
+    period_shift = rng.normal(0, 10, 7)
+    shifted = panel.assign(outcome=panel["outcome"] + panel["creator"].map(unit_shift) + period_shift[panel["period"]])
+    shifted = shifted.sample(frac=1.0, random_state=int(shift_seed % 2**31))
+    got = imputation_estimator(shifted, pre_periods=2)
+    assert got.att == pytest.approx(base.att, abs=1e-8)
+    assert got.att_se == pytest.approx(base.att_se, rel=1e-7)
+    cols = ["estimate", "se"]
+    np.testing.assert_allclose(got.units.sort_index()[cols], base.units.sort_index()[cols], atol=1e-8)
+    np.testing.assert_allclose(got.event_study[cols], base.event_study[cols], atol=1e-8)
+
+
+def test_interval_uses_normal_quantile():
+    result = imputation_estimator(staggered_panel(5)[COLS], level=0.9)
+    z = stats.norm.ppf(0.95)
+    es = result.event_study
+    np.testing.assert_allclose(es["upper"] - es["estimate"], z * es["se"], rtol=1e-12)
+    np.testing.assert_allclose(result.units["estimate"] - result.units["lower"], z * result.units["se"], rtol=1e-12)
+    assert result.level == 0.9
+
+
+def test_placebo_drops_units_left_without_untreated_cells():
+    # cohort 2 has only 2 pre-periods: with pre_periods=3 all of them would be held out, so those
+    # units are not in the placebo; cohort 6 units are
+    panel = staggered_panel(6, n_units=30, cohorts=(2, 6), noise=False)[COLS]
+    result = imputation_estimator(panel, pre_periods=3)
+    pre = result.event_study.query("horizon < 0")
+    n_cohort6 = panel.loc[panel["first_treated"] == 6, "creator"].nunique()
+    assert pre["n_obs"].tolist() == [n_cohort6] * 3
+    assert imputation_estimator(panel, pre_periods=0).event_study["horizon"].min() == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Monte Carlo: one fixed design, the noise redrawn 300 times
+
+N_REPS = 300
+MC_DESIGN = {
+    "n_units": 40,
+    "n_periods": 10,
+    "cohorts": (3, 5, 7),
+    "effect": lambda b, h: b + 0.25 * h,
+    "design_seed": 2024,
+}
+
+
+@pytest.fixture(scope="module")
+def monte_carlo():
+    rows, att = [], []
+    for rep in range(N_REPS):
+        panel = staggered_panel(10_000 + rep, **MC_DESIGN)
+        truth = panel[panel["true_tau"] != 0].groupby("creator")["true_tau"].mean()
+        att_true = panel.loc[panel["true_tau"] != 0, "true_tau"].mean()
+        for variance in ("unit", "pooled"):
+            result = imputation_estimator(panel[COLS], pre_periods=2, variance=variance)
+            units = result.units.assign(truth=truth, rep=rep, variance=variance)
+            rows.append(units.reset_index())
+            att.append((rep, variance, result.att - att_true, result.att_se))
+    return pd.concat(rows, ignore_index=True), pd.DataFrame(att, columns=["rep", "variance", "error", "se"])
+
+
+def test_unit_estimates_are_unbiased_in_every_cohort(monte_carlo):
+    units, _ = monte_carlo
+    units = units[units["variance"] == "unit"]
+    per_rep = (units["estimate"] - units["truth"]).groupby([units["first_treated"], units["rep"]]).mean()
+    for cohort, errors in per_rep.groupby(level=0):
+        # the replications are independent, so the Monte Carlo se of the mean error is sd / sqrt(reps)
+        mc_se = errors.std(ddof=1) / np.sqrt(len(errors))
+        assert abs(errors.mean()) < 4 * mc_se, f"cohort {cohort}: mean error {errors.mean():.4f}, MC se {mc_se:.4f}"
+
+
+def coverage_by_cohort(units):
+    covered = (units["lower"] <= units["truth"]) & (units["truth"] <= units["upper"])
+    # units in one replication share the fitted period effects, so the Monte Carlo se of a coverage
+    # rate is taken over replications: sd of the per-replication rates / sqrt(reps)
+    per_rep = covered.groupby([units["first_treated"], units["rep"]]).mean()
+    return (
+        per_rep.groupby(level=0)
+        .agg(["mean", lambda x: x.std(ddof=1) / np.sqrt(len(x))])
+        .set_axis(["rate", "mc_se"], axis=1)
+    )
+
+
+def test_unit_interval_coverage(monte_carlo):
+    units, _ = monte_carlo
+    unit_var = coverage_by_cohort(units[units["variance"] == "unit"])
+    pooled = coverage_by_cohort(units[units["variance"] == "pooled"])
+    # variance="unit": sigma_i^2 comes from the unit's own n_pre untreated residuals, with about
+    # n_pre - 1 degrees of freedom (2, 4 and 6 for the cohorts adopting in periods 3, 5 and 7), and
+    # the normal interval ignores that it is estimated, so it under-covers. Measured over the 300
+    # replications: 0.847, 0.898 and 0.921 (MC se 0.005 to 0.007). This is a real shortfall, not
+    # noise, so the test asserts it rather than 0.95. A t interval with n_pre - 1 df would cover
+    # 0.811, 0.879 and 0.902 if the unit's own variance were the only uncertain part; the measured
+    # rates are above that because part of each unit's se (its period-effect term) comes from other
+    # units' variances, so the t coverage is a lower bound.
+    rates = []
+    for cohort, n_pre in ((3, 3), (5, 5), (7, 7)):
+        t_lower = 2 * stats.t.cdf(stats.norm.ppf(0.975), n_pre - 1) - 1
+        rate, mc_se = unit_var.loc[cohort]
+        assert t_lower - 4 * mc_se < rate < 0.95 - 2 * mc_se, f"cohort {cohort}: coverage {rate:.3f}"
+        rates.append(rate)
+    assert rates == sorted(rates)  # more pre-periods, better variance estimates, better coverage
+    # variance="pooled" estimates one sigma^2 from ~190 residual df. The unit sds (0.5 to 1.5)
+    # differ, so quiet units over-cover and noisy ones under-cover, but averaged over a cohort's
+    # units the coverage is nominal: measured 0.953, 0.938, 0.947, each within 4 MC se of 0.95.
+    for cohort in (3, 5, 7):
+        rate, mc_se = pooled.loc[cohort]
+        assert abs(rate - 0.95) < 4 * mc_se, f"cohort {cohort}: coverage {rate:.3f}"
+
+
+def test_att_standard_error_matches_monte_carlo_sd(monte_carlo):
+    _, att = monte_carlo
+    for variance in ("unit", "pooled"):
+        sub = att[att["variance"] == variance]
+        empirical = sub["error"].std(ddof=1)
+        predicted = np.sqrt(np.mean(sub["se"] ** 2))
+        # with 300 independent replications the sample sd has relative se 1/sqrt(2 * 299) = 0.041;
+        # the predicted value varies far less; 4 Monte Carlo se: the ratio must be within 0.16 of 1
+        assert empirical / predicted == pytest.approx(1.0, abs=4 / np.sqrt(2 * (N_REPS - 1)))
+        # and the ATT itself is unbiased (4 Monte Carlo se)
+        assert abs(sub["error"].mean()) < 4 * empirical / np.sqrt(N_REPS)
+
+
+# --------------------------------------------------------------------------------------------
+# two-way fixed effects
+
+
+def dense_twfe(panel, regressors):
+    labels, u = np.unique(panel["creator"].to_numpy(), return_inverse=True)
+    _, t = np.unique(panel["period"].to_numpy(), return_inverse=True)
+    n, n_units = len(panel), len(labels)
+    fe = np.zeros((n, n_units + t.max()))
+    fe[np.arange(n), u] = 1.0
+    later = t > 0
+    fe[np.flatnonzero(later), n_units + t[later] - 1] = 1.0
+    x = np.column_stack([regressors, fe])
+    y = panel["outcome"].to_numpy(float)
+    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ beta
+    bread = np.linalg.pinv(x.T @ x)
+    scores = np.array([x[u == i].T @ resid[u == i] for i in range(n_units)])
+    k = regressors.shape[1] + t.max()  # treatment terms + period effects (unit effects nested in clusters)
+    factor = n_units / (n_units - 1) * (n - 1) / (n - k)
+    cov = factor * bread @ scores.T @ scores @ bread
+    m = regressors.shape[1]
+    return beta[:m], np.sqrt(np.diag(cov)[:m])
+
+
+def test_twfe_static_matches_dense_regression_with_clustered_se():
+    panel = staggered_panel(7, n_units=20, n_periods=8, cohorts=(2, 4, 6), missing=0.1, effect=lambda b, h: b + 0.3 * h)
+    d = (panel["period"] >= panel["first_treated"]).to_numpy(float)[:, None]
+    beta, se = dense_twfe(panel, d)
+    out = two_way_fixed_effects(panel[COLS])
+    assert out["term"].tolist() == ["treated"] and np.isnan(out["horizon"].iloc[0])
+    assert out["estimate"].iloc[0] == pytest.approx(beta[0], abs=1e-9)
+    assert out["se"].iloc[0] == pytest.approx(se[0], abs=1e-9)
+
+
+def test_twfe_event_study_matches_dense_regression_with_binning():
+    panel = staggered_panel(8, n_units=24, n_periods=9, cohorts=(2, 4, 6), missing=0.1, effect=lambda b, h: b + 0.3 * h)
+    rel = (panel["period"] - panel["first_treated"]).to_numpy()
+    # window -3..-2 and 0..3; -1 is the reference; r < -3 binned into -3, r > 3 into 3
+    window = [-3, -2, 0, 1, 2, 3]
+    clipped = np.clip(rel, -3, 3)
+    x = np.column_stack([(clipped == r) for r in window]).astype(float)
+    beta, se = dense_twfe(panel, x)
+    out = two_way_fixed_effects(panel[COLS], event_study=True, pre_periods=3, post_periods=3)
+    assert out["horizon"].tolist() == window
+    assert out["term"].tolist() == [f"horizon_{r}" for r in window]
+    np.testing.assert_allclose(out["estimate"], beta, atol=1e-9)
+    np.testing.assert_allclose(out["se"], se, atol=1e-9)
+
+
+def test_twfe_is_right_with_a_constant_homogeneous_effect():
+    panel = staggered_panel(9, n_units=50, cohorts=(3, 5, 7), effect=lambda b, h: 1.7 + 0 * b, noise=False)[COLS]
+    static = two_way_fixed_effects(panel)
+    assert static["estimate"].iloc[0] == pytest.approx(1.7, abs=1e-9)
+    es = two_way_fixed_effects(panel, event_study=True, pre_periods=3)
+    post = es[es["horizon"] >= 0]
+    assert post["horizon"].tolist() == list(range(7))  # largest horizon: cohort 3 at period 9
+    np.testing.assert_allclose(post["estimate"], 1.7, atol=1e-9)
+    np.testing.assert_allclose(es.loc[es["horizon"] < 0, "estimate"], 0.0, atol=1e-9)
+
+
+def test_twfe_static_is_biased_when_effects_grow():
+    # effects grow by 0.5 per period since adoption. Early adopters, already treated and still
+    # growing, act as controls for later adopters, so their growth is subtracted: the static TWFE
+    # coefficient falls below the ATT (the imputation estimator recovers it exactly without noise).
+    panel = staggered_panel(
+        10, n_units=60, n_periods=12, cohorts=(2, 5, 8), effect=lambda b, h: 1.0 + 0.5 * h + 0 * b, noise=False
+    )
+    att_true = panel.loc[panel["true_tau"] != 0, "true_tau"].mean()
+    twfe = two_way_fixed_effects(panel[COLS])["estimate"].iloc[0]
+    imputation = imputation_estimator(panel[COLS]).att
+    assert imputation == pytest.approx(att_true, abs=1e-9)
+    assert twfe < att_true - 0.5, f"TWFE {twfe:.3f} vs ATT {att_true:.3f}"
+
+
+# --------------------------------------------------------------------------------------------
+# bad input
+
+
+def test_panel_must_be_a_dataframe_and_columns_strings():
+    with pytest.raises(TypeError, match="panel must be a pandas DataFrame; got dict"):
+        imputation_estimator(tiny_panel().to_dict())
+    with pytest.raises(TypeError, match="unit must be a column name"):
+        imputation_estimator(tiny_panel(), unit=3)
+
+
+def _with(column, values, panel=None):
+    panel = tiny_panel() if panel is None else panel
+    return panel.assign(**{column: values})
+
+
+@pytest.mark.parametrize("fn", [imputation_estimator, two_way_fixed_effects])
+@pytest.mark.parametrize(
+    ("panel", "match"),
+    [
+        (tiny_panel().drop(columns=["outcome", "period"]), r"missing column\(s\) \['period', 'outcome'\]"),
+        (tiny_panel().iloc[:0], "panel is empty"),
+        (
+            _with("outcome", [1.0, np.nan] + [1.0] * 10),
+            r"'outcome' \(the outcome\) must be finite; got nan in row 1 \(unit 'a'\)",
+        ),
+        (_with("outcome", [1.0] * 11 + [np.inf]), "must be finite; got inf in row 11"),
+        (_with("outcome", ["x"] * 12), "must be numeric"),
+        (_with("period", [1, 2, 3, 4.5] * 3), "column 'period' must hold integer-like numbers; got 4.5 in row 3"),
+        (_with("period", ["1", "2", "3", "4"] * 3), "column 'period' must hold integer-like numbers; got '1' in row 0"),
+        (_with("period", [1, 2, 3, None] * 3), "column 'period' has a missing value in row 3"),
+        (
+            _with("creator", ["a"] * 4 + ["b"] * 4 + ["c", None, "c", "c"]),
+            "column 'creator' has a missing unit label in row 9",
+        ),
+        (_with("period", [1, 2, 3, 3] + [1, 2, 3, 4] * 2), r"duplicate rows for \(creator, period\) = \('a', 3\)"),
+        (
+            _with("first_treated", [2, 2, 3, 2] + [3] * 4 + [None] * 4),
+            "'first_treated' must be constant within each unit; unit 'a' has 2 and 3",
+        ),
+        (_with("first_treated", [2] * 4 + [3] * 4 + [None, None, 4, None]), "unit 'c' has missing and 4"),
+        (
+            _with("first_treated", [2.5] * 4 + [3] * 4 + [None] * 4),
+            "'first_treated' must hold integer-like numbers; got 2.5 in row 0",
+        ),
+        (
+            _with("first_treated", ["2"] * 4 + [3] * 4 + [None] * 4),
+            "'first_treated' must hold integer-like numbers; got '2'",
+        ),
+        (_with("first_treated", [None] * 12), "no treated observations"),
+        (_with("first_treated", [9] * 4 + [9] * 4 + [None] * 4), "no treated observations"),
+    ],
+)
+def test_bad_panels_raise(fn, panel, match):
+    with pytest.raises(ValueError, match=match):
+        fn(panel)
+
+
+def test_unit_treated_throughout_raises():
+    panel = _with("first_treated", [1] * 4 + [3] * 4 + [None] * 4)
+    with pytest.raises(
+        ValueError, match="unit 'a' is treated in every period it is observed; its untreated outcome cannot be imputed"
+    ):
+        imputation_estimator(panel)
+    # a unit whose first observed row is already treated, in an unbalanced panel
+    with pytest.raises(ValueError, match="unit 'a' is treated in every period"):
+        imputation_estimator(tiny_panel().drop(index=[0]))
+
+
+def test_period_without_untreated_observations_raises():
+    # no never-treated unit and everyone adopted by period 4: period 4 has only treated cells
+    panel = _with("first_treated", [2] * 4 + [3] * 4 + [4] * 4)
+    with pytest.raises(ValueError, match=r"no never- or not-yet-treated observations in period\(s\) 4"):
+        imputation_estimator(panel)
+
+
+def test_disconnected_untreated_observations_raise():
+    # c is never treated but observed only in periods 3-4; a and b are untreated only in 1-2
+    panel = pd.DataFrame(
+        {
+            "creator": ["a"] * 4 + ["b"] * 4 + ["c", "c", "d", "d"],
+            "period": [1, 2, 3, 4] * 2 + [3, 4, 3, 4],
+            "outcome": np.arange(12.0),
+            "first_treated": [3] * 8 + [None, None, 4, 4],
+        }
+    )
+    with pytest.raises(ValueError, match="untreated observations do not connect all units and periods"):
+        imputation_estimator(panel)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"level": 1.0}, "level must be in"),
+        ({"level": "high"}, "level must be a number"),
+        ({"pre_periods": -1}, "pre_periods must be a whole number >= 0; got -1"),
+        ({"pre_periods": 1.5}, "pre_periods must be a whole number"),
+        ({"pre_periods": True}, "pre_periods must be a whole number"),
+        ({"variance": "robust"}, r"variance must be one of \('unit', 'pooled'\); got 'robust'"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        imputation_estimator(tiny_panel(), **kwargs)
+
+
+def test_twfe_bad_arguments_raise():
+    panel = tiny_panel()
+    with pytest.raises(ValueError, match="post_periods must be a whole number"):
+        two_way_fixed_effects(panel, event_study=True, post_periods=-2)
+    with pytest.raises(TypeError, match="event_study must be True or False"):
+        two_way_fixed_effects(panel, event_study="yes")
+    with pytest.raises(ValueError, match="level must be in"):
+        two_way_fixed_effects(panel, level=0)
+    all_adopt = _with("first_treated", [2] * 4 + [3] * 4 + [3] * 4)
+    with pytest.raises(ValueError, match="event_study=True needs never-treated units"):
+        two_way_fixed_effects(all_adopt, event_study=True)
+    same_time = _with("first_treated", [3] * 12)
+    with pytest.raises(ValueError, match="collinear with the unit and period effects"):
+        two_way_fixed_effects(same_time)
+
+
+def test_no_residual_degrees_of_freedom_warns():
+    # untreated cells: a at 1, b at 1..3, c at 3 -- 5 cells for 3 + 3 - 1 = 5 parameters: the
+    # estimates exist, their standard errors do not
+    panel = pd.DataFrame(
+        {
+            "creator": ["a"] * 3 + ["b"] * 3 + ["c"],
+            "period": [1, 2, 3] * 2 + [3],
+            "outcome": [1.0, 2.0, 5.0, 2.0, 3.5, 4.0, 1.0],
+            "first_treated": [2] * 3 + [None] * 3 + [None],
+        }
+    )
+    with pytest.warns(UserWarning, match="no residual degrees of freedom"):
+        result = imputation_estimator(panel, pre_periods=0)
+    assert np.isfinite(result.att) and np.isnan(result.att_se)
