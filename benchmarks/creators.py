@@ -19,15 +19,14 @@ R-hat <= 1.01 and bulk ESS >= 1000 for every hyperparameter; 50,000 in under 60 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _report import report
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = [
@@ -44,8 +43,6 @@ HYPER = ["mu", "sigma_group", "sigma_unit", "mu_group"]
 def run_one(parameterization: str, n_creators: int) -> dict:
     import logging
     import warnings
-
-    import numpy as np
 
     warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
     logging.getLogger("pymc").setLevel(logging.ERROR)
@@ -79,10 +76,6 @@ def run_one(parameterization: str, n_creators: int) -> dict:
     }
 
 
-def machine() -> str:
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.machine()} {os.cpu_count()} cores {mem_gb:.0f} GiB, Python {platform.python_version()}"
-
 
 def main(quick: bool = False) -> int:
     import pandas as pd
@@ -97,14 +90,7 @@ def main(quick: bool = False) -> int:
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"done: {parameterization} {n:,} creators", file=sys.stderr, flush=True)
     table = pd.DataFrame(rows)
-    table.insert(0, "date", dt.date.today().isoformat())
-    table.insert(1, "machine", machine())
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(table.drop(columns=["date", "machine"]).round(3).to_string(index=False))
-    print(f"{table['date'].iloc[0]}, {table['machine'].iloc[0]}")
-    if not quick:
-        (HERE / "results").mkdir(exist_ok=True)
-        table.to_csv(HERE / "results" / "creators.csv", index=False)
+    report(table, "creators", save=not quick)
     return 0
 
 

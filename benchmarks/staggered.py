@@ -15,18 +15,15 @@ Target (chapter "Staggered adoption"): the imputation estimator on 10,000 x 50 i
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from _report import report
+
 from hbm_lib.staggered import imputation_estimator, two_way_fixed_effects
 
-HERE = Path(__file__).resolve().parent
 N_UNITS, N_PERIODS, SEED = 10_000, 50, 1
 
 
@@ -54,10 +51,6 @@ def time_calls(fn, repeats: int = 3) -> tuple[float, float]:
     return times[0], min(times[1:])
 
 
-def machine() -> str:
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.machine()} {os.cpu_count()} cores {mem_gb:.0f} GiB, Python {platform.python_version()}"
-
 
 def main() -> int:
     panel = build_panel()
@@ -80,13 +73,7 @@ def main() -> int:
             }
         )
     table = pd.DataFrame(rows)
-    table.insert(0, "date", dt.date.today().isoformat())
-    table.insert(1, "machine", machine())
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(table.drop(columns=["date", "machine"]).round(3).to_string(index=False))
-    print(f"{table['date'].iloc[0]}, {table['machine'].iloc[0]}")
-    (HERE / "results").mkdir(exist_ok=True)
-    table.to_csv(HERE / "results" / "staggered.csv", index=False)
+    report(table, "staggered")
     return 0
 
 

@@ -48,6 +48,7 @@ from hbm_lib.simulate import (
     summarize_experiments,
 )
 from hbm_lib.staggered import ImputationResult, imputation_estimator, two_way_fixed_effects
+from hbm_lib.selection import GroupingComparison, compare_groupings, elpd_diff_z
 
 __version__ = "0.1.0"
 
@@ -82,4 +83,7 @@ __all__ = [
     "ImputationResult",
     "imputation_estimator",
     "two_way_fixed_effects",
+    "GroupingComparison",
+    "compare_groupings",
+    "elpd_diff_z",
 ]
