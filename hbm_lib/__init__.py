@@ -50,7 +50,7 @@ from hbm_lib.simulate import (
 from hbm_lib.staggered import ImputationResult, imputation_estimator, two_way_fixed_effects
 from hbm_lib.selection import GroupingComparison, compare_groupings, elpd_diff_z
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "eight_schools",

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from numpy.typing import ArrayLike
 
 
@@ -109,3 +110,24 @@ def unit_labels(units: Any, y: Any, n: int, *, name: str = "units", per: str = "
         dup = labels[labels.duplicated()][0]
         raise ValueError(f"{name} must be unique; {dup!r} appears more than once")
     return labels.rename(per)
+
+
+def group_dataset(data: Any, name: str, group: str = "posterior") -> xr.Dataset:
+    """The ``group`` of a fit as an :class:`xarray.Dataset`, or a ``ValueError`` naming ``name``.
+
+    ``data`` may be the whole fit (an :class:`xarray.DataTree` with a ``group`` child, as
+    :func:`pymc.sample` and :func:`hbm_lib.fit` return), the group's own node
+    (``idata["posterior"]``) or the group's :class:`xarray.Dataset`.
+    """
+    if isinstance(data, xr.DataTree):
+        if group in data.children:
+            return data[group].to_dataset()
+        if data.data_vars and not data.children:  # the group's node itself
+            return data.to_dataset()
+        raise ValueError(f"{name}: the DataTree has no {group} group (it has {sorted(data.children)})")
+    if isinstance(data, xr.Dataset):
+        return data
+    raise ValueError(
+        f"{name} must be an xarray.DataTree with a {group} group (e.g. from hbm_lib.fit) or that "
+        f"group's xarray.Dataset; got {type(data).__name__}"
+    )

@@ -9,10 +9,10 @@ turns them into probabilities, estimated as the fraction of draws in which the e
 * :func:`prob_positive`: ``P(var[label] > 0)`` for every label (e.g. a lift or a treatment
   effect).
 
-They accept an :class:`arviz.InferenceData` (its ``posterior`` group is used), such as the output
-of :func:`hbm_lib.models.fit` or :func:`hbm_lib.models.beta_binomial_grid`, or the posterior
-:class:`xarray.Dataset` itself. Draws are pooled over ``chain`` and ``draw`` (or a stacked
-``sample`` dimension).
+They accept an :class:`xarray.DataTree` (its ``posterior`` group is used), such as the output
+of :func:`hbm_lib.models.fit`, :func:`hbm_lib.models.beta_binomial_grid` or :func:`pymc.sample`,
+or the posterior group itself (``idata["posterior"]`` or its :class:`xarray.Dataset`). Draws are
+pooled over ``chain`` and ``draw`` (or a stacked ``sample`` dimension).
 
 "Greater" is strict: a draw in which the two values are equal counts for neither, so
 ``P(A > B) + P(B > A) = 1 - P(A = B)``, which is 1 for continuous posteriors. Each probability is a
@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from hbm_lib._validation import group_dataset
 
 __all__ = ["prob_greater", "pairwise_prob_greater", "prob_positive"]
 
@@ -37,7 +38,7 @@ SAMPLE_DIMS = ("chain", "draw", "sample")
 
 
 def prob_greater(
-    posterior: az.InferenceData | xr.Dataset,
+    posterior: xr.DataTree | xr.Dataset,
     var: str,
     first: Hashable,
     second: Hashable,
@@ -48,8 +49,8 @@ def prob_greater(
 
     Parameters
     ----------
-    posterior : arviz.InferenceData or xarray.Dataset
-        A fit with a ``posterior`` group, or the posterior dataset itself.
+    posterior : xarray.DataTree or xarray.Dataset
+        A fit with a ``posterior`` group, or the posterior group itself.
     var : str
         Name of a posterior variable with one dimension besides the sample dimensions.
     first, second : hashable
@@ -74,7 +75,7 @@ def prob_greater(
     >>> import numpy as np, arviz as az
     >>> rate = np.array([[[0.30, 0.50], [0.35, 0.45], [0.52, 0.48], [0.20, 0.60]]])  # 1 chain, 4 draws
     >>> idata = az.from_dict(
-    ...     posterior={"rate": rate}, coords={"variant": ["A", "B"]}, dims={"rate": ["variant"]}
+    ...     {"posterior": {"rate": rate}}, coords={"variant": ["A", "B"]}, dims={"rate": ["variant"]}
     ... )
     >>> prob_greater(idata, "rate", "B", "A")  # B beats A in 3 of the 4 draws
     0.75
@@ -92,7 +93,7 @@ def prob_greater(
 
 
 def pairwise_prob_greater(
-    posterior: az.InferenceData | xr.Dataset,
+    posterior: xr.DataTree | xr.Dataset,
     var: str,
     *,
     dim: str | None = None,
@@ -101,8 +102,8 @@ def pairwise_prob_greater(
 
     Parameters
     ----------
-    posterior : arviz.InferenceData or xarray.Dataset
-        A fit with a ``posterior`` group, or the posterior dataset itself.
+    posterior : xarray.DataTree or xarray.Dataset
+        A fit with a ``posterior`` group, or the posterior group itself.
     var : str
         Name of a posterior variable with one dimension besides the sample dimensions.
     dim : str, optional
@@ -125,7 +126,7 @@ def pairwise_prob_greater(
     >>> import numpy as np, arviz as az
     >>> rate = np.array([[[0.30, 0.50, 0.40], [0.35, 0.45, 0.50], [0.52, 0.48, 0.10], [0.20, 0.60, 0.30]]])
     >>> idata = az.from_dict(
-    ...     posterior={"rate": rate}, coords={"variant": ["A", "B", "C"]}, dims={"rate": ["variant"]}
+    ...     {"posterior": {"rate": rate}}, coords={"variant": ["A", "B", "C"]}, dims={"rate": ["variant"]}
     ... )
     >>> pairwise_prob_greater(idata, "rate")
     variant     A     B     C
@@ -144,7 +145,7 @@ def pairwise_prob_greater(
 
 
 def prob_positive(
-    posterior: az.InferenceData | xr.Dataset,
+    posterior: xr.DataTree | xr.Dataset,
     var: str,
     *,
     dim: str | None = None,
@@ -153,8 +154,8 @@ def prob_positive(
 
     Parameters
     ----------
-    posterior : arviz.InferenceData or xarray.Dataset
-        A fit with a ``posterior`` group, or the posterior dataset itself.
+    posterior : xarray.DataTree or xarray.Dataset
+        A fit with a ``posterior`` group, or the posterior group itself.
     var : str
         Name of a posterior variable with one dimension besides the sample dimensions, e.g. a
         treatment effect or ``lift`` per group.
@@ -177,7 +178,7 @@ def prob_positive(
     >>> import numpy as np, arviz as az
     >>> lift = np.array([[[0.10, -0.02], [0.05, 0.03], [0.12, 0.01], [-0.01, 0.04]]])
     >>> idata = az.from_dict(
-    ...     posterior={"lift": lift}, coords={"group": ["Canada", "China"]}, dims={"lift": ["group"]}
+    ...     {"posterior": {"lift": lift}}, coords={"group": ["Canada", "China"]}, dims={"lift": ["group"]}
     ... )
     >>> prob_positive(idata, "lift")
     group
@@ -193,24 +194,9 @@ def prob_positive(
 # helpers
 
 
-def _posterior_dataset(posterior: Any) -> xr.Dataset:
-    if isinstance(posterior, az.InferenceData):
-        if "posterior" not in posterior.groups():
-            raise ValueError(
-                f"posterior: the InferenceData has no posterior group (it has {posterior.groups()})"
-            )
-        return posterior.posterior
-    if isinstance(posterior, xr.Dataset):
-        return posterior
-    raise ValueError(
-        "posterior must be an arviz.InferenceData (e.g. from hbm_lib.models.fit or "
-        f"beta_binomial_grid) or its posterior xarray.Dataset; got {type(posterior).__name__}"
-    )
-
-
 def _draws(posterior: Any, var: Any, dim: Any) -> tuple[np.ndarray, pd.Index, str]:
     """The draws of ``var`` as a (draws, labels) array, the labels and the label dimension."""
-    dataset = _posterior_dataset(posterior)
+    dataset = group_dataset(posterior, "posterior")
     names = [str(v) for v in dataset.data_vars]
     if not isinstance(var, str) or var not in dataset.data_vars:
         raise ValueError(f"var: {var!r} is not a variable of the posterior; it has {names}")

@@ -68,7 +68,6 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
-import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 from numpy.typing import ArrayLike
@@ -80,6 +79,7 @@ from hbm_lib._validation import (
     as_labels,
     as_positive_1d,
     check_same_length,
+    group_dataset,
     unit_labels,
 )
 
@@ -103,6 +103,10 @@ _SD_FAMILIES = ("half_normal", "half_cauchy", "uniform")
 _BB_PARAMETERIZATIONS = ("marginal", "centered")
 _LOGISTIC_PARAMETERIZATIONS = ("non_centered", "centered")
 _ROW_DIM = "row"  # observation dimension of the logistic models
+_NUTS_SAMPLERS = ("pymc", "nutpie")
+NutsSampler = Literal["pymc", "nutpie"]
+#: NUTS implementation :func:`fit` uses unless told otherwise (chosen in ``benchmarks/samplers.py``).
+DEFAULT_NUTS_SAMPLER: NutsSampler = "nutpie"
 _LOG_2PI = math.log(2.0 * math.pi)
 
 #: Seed used by :func:`fit` when none is given, so that two runs give identical numbers.
@@ -349,13 +353,7 @@ def _marginal_logp(y, se, codes, n_groups, sigma_unit, sigma_group, mu_prior_mea
     se = pt.as_tensor_variable(se)
     v = se**2 + sigma_unit**2  # var(y[i] | mu_group): theta[i] integrated out
     precision = 1.0 / v
-    if isinstance(mu_prior_sd, numbers.Real):
-        # a shared variable, not a constant: with a constant such as 1.0, constant folding hands
-        # PyTensor 2.38's fusion rewrite a graph that trips pymc-devs/pytensor#2145 (it logs a
-        # traceback and skips the fusion); tests/test_models.py guards the known triggers
-        s0_sq = pytensor.shared(np.float64(mu_prior_sd) ** 2, name="mu_prior_var")
-    else:
-        s0_sq = pt.as_tensor_variable(mu_prior_sd) ** 2
+    s0_sq = pt.as_tensor_variable(mu_prior_sd) ** 2
 
     if codes is None:
         # one group whose mean is mu itself
@@ -373,8 +371,7 @@ def _marginal_logp(y, se, codes, n_groups, sigma_unit, sigma_group, mu_prior_mea
     #   sum_g log N(ybar_g | ybar, V_g) + log(2 pi / W) / 2 + log N(ybar | mu, 1 / W)
     # level 3: with mu integrated out, ybar ~ N(mu_prior_mean, 1 / W + mu_prior_sd^2).
     # The two are summed by hand below: log(2 pi / W) / 2 - log(2 pi (1/W + s0^2)) / 2
-    # = -log1p(s0^2 W) / 2. (Written this way, PyTensor 2.38's fusion rewrite does not hit its
-    # KeyError bug, pymc-devs/pytensor#2145, when logp and gradient are compiled together.)
+    # = -log1p(s0^2 W) / 2, which stays accurate when s0^2 W is small.
     var_g = 1.0 / p_g + sigma_group**2
     w_g = 1.0 / var_g
     w = pt.sum(w_g)
@@ -524,7 +521,7 @@ def beta_binomial_grid(
     grid_size: int = 200,
     variants: ArrayLike | None = None,
     variant_dim: str = "variant",
-) -> az.InferenceData:
+) -> xr.DataTree:
     """Exact posterior draws of the beta-binomial model by a 2-d grid, without MCMC.
 
     The same model and hyperprior as :func:`beta_binomial` (marginal form). The posterior of
@@ -565,7 +562,7 @@ def beta_binomial_grid(
 
     Returns
     -------
-    arviz.InferenceData
+    xarray.DataTree
         With a ``posterior`` group of one chain of ``n_draws`` draws holding ``phi``,
         ``log_kappa``, ``kappa``, ``a``, ``b`` and ``rate`` (dims ``variant_dim``), the same names
         as a :func:`fit` of :func:`beta_binomial`, so that :mod:`hbm_lib.decisions` and ArviZ work
@@ -580,11 +577,11 @@ def beta_binomial_grid(
     Examples
     --------
     >>> idata = beta_binomial_grid([30, 50, 55, 60], [100] * 4, variants=list("ABCD"), rng=1)
-    >>> idata.posterior["rate"].dims
+    >>> idata["posterior"]["rate"].dims
     ('chain', 'draw', 'variant')
-    >>> idata.posterior["rate"].shape
+    >>> idata["posterior"]["rate"].shape
     (1, 4000, 4)
-    >>> round(float(idata.posterior["phi"].mean()), 1)
+    >>> round(float(idata["posterior"]["phi"].mean()), 1)
     0.5
     """
     y, n, labels = _check_binomial_counts(successes, trials, variants, need_interior=True)
@@ -664,7 +661,7 @@ def beta_binomial_grid(
     observed = xr.Dataset(
         {"successes": ((variant_dim,), y.copy())}, coords={variant_dim: labels.tolist()}
     )
-    return az.InferenceData(posterior=posterior, observed_data=observed)
+    return xr.DataTree.from_dict({"posterior": posterior, "observed_data": observed})
 
 
 # relative log density below which the grid treats the posterior as negligible (exp(-14) ~ 8e-7)
@@ -1189,24 +1186,26 @@ def fit(
     tune: int = 1000,
     chains: int = 4,
     cores: int = 2,
-    target_accept: float = 0.9,
+    target_accept: float = 0.95,
     random_seed: int = DEFAULT_SEED,
+    nuts_sampler: NutsSampler = DEFAULT_NUTS_SAMPLER,
     keep_theta: bool = True,
     keep_log_likelihood: bool = True,
     **sample_kwargs: Any,
-) -> az.InferenceData:
+) -> xr.DataTree:
     """Sample a model built by an :mod:`hbm_lib.models` builder with NUTS and post-process it.
 
     PyMC's progress bar and its INFO messages are silenced for the call; its warnings (e.g.
-    about divergences or R-hat) still come through. With the same ``random_seed`` and settings,
-    two calls return identical numbers. What happens after sampling depends on the builder.
+    about divergences or R-hat) still come through. With the same ``random_seed``, sampler and
+    settings, two calls return identical numbers. What happens after sampling depends on the
+    builder.
 
     :func:`hierarchical_normal`. For the ``"marginal"`` parameterization, NUTS samples only the
     standard deviations; for each posterior draw of them, ``mu``, then ``mu_group``, then ``theta``
     are drawn exactly from their normal conditional posteriors (``mu | sigmas, y``, ``mu_group |
     mu, sigmas, y``, ``theta | mu_group, sigma_unit, y``) with a NumPy generator seeded from
-    ``random_seed``, and added to ``idata.posterior`` under the same names, dims and coords as the
-    other parameterizations.
+    ``random_seed``, and added to ``idata["posterior"]`` under the same names, dims and coords as
+    the other parameterizations.
 
     The ``log_likelihood`` group holds, for every parameterization, the variable ``y`` with dims
     ``(chain, draw, unit_dim)``: ``log N(y[i] | mu_group[g[i]], sqrt(se[i]^2 + sigma_unit^2))``
@@ -1239,14 +1238,24 @@ def fit(
         Draws kept and tuning steps, per chain.
     chains, cores : int
         Number of chains, and how many run in parallel.
-    target_accept : float, default 0.9
+    target_accept : float, default 0.95
         NUTS target acceptance rate in ``(0, 1)``; raise it (e.g. to 0.99) for the centered form.
-        In the marginal normal form with a half-normal prior, the density of ``log sigma`` falls
-        off like ``exp(-e^(2 log sigma))`` on the right, and the large step NUTS adapts to the
-        one-dimensional target can overshoot into that wall: a few divergences at 0.9 are then
-        harmless, and ``target_accept=0.95`` removes them at little cost.
+        Hierarchical posteriors have regions of high curvature (the neck of a funnel; with a
+        half-normal prior, a density of ``log sigma`` that falls off like ``exp(-e^(2 log sigma))``
+        on the right) where the step size NUTS adapts at PyMC's usual 0.8, or even 0.9, overshoots
+        and produces the occasional divergence; 0.95 costs a little speed and removes them in the
+        book's models.
     random_seed : int
         Seed of the chains and of the exact conditional draws; a fixed default.
+    nuts_sampler : {"nutpie", "pymc"}, default "nutpie"
+        Which NUTS implementation runs the chains: nutpie's (chains on threads of this process) or
+        PyMC's own (one forked process per chain). Always passed to :func:`pymc.sample`
+        explicitly, so the choice never depends on what happens to be installed. Both give the
+        same posterior, but not the same draws. The default (``DEFAULT_NUTS_SAMPLER``) was chosen
+        by measurement, in ``benchmarks/samplers.py`` (its table is in the README): over the
+        book's five kinds of NUTS fit nutpie took about half PyMC's wall time, cold and warm, and
+        a third of it on the logistic models; PyMC's NUTS was about a second faster per refit of
+        the small marginal models, because nutpie recompiles on every call.
     keep_theta : bool, default True
         :func:`hierarchical_normal` models only: store ``theta`` in the posterior. ``False`` skips
         drawing it in the marginal form (and drops it, with ``theta_offset``, in the others),
@@ -1254,13 +1263,14 @@ def fit(
     keep_log_likelihood : bool, default True
         Add the ``log_likelihood`` group (``draws * chains * n`` values).
     **sample_kwargs
-        Passed on to :func:`pymc.sample` (e.g. ``init``, ``nuts_sampler``, ``progressbar``).
+        Passed on to :func:`pymc.sample` (e.g. ``init``, ``progressbar``).
 
     Returns
     -------
-    arviz.InferenceData
+    xarray.DataTree
         With groups ``posterior``, ``sample_stats`` (unless nothing was sampled),
-        ``observed_data`` and, unless turned off, ``log_likelihood``.
+        ``observed_data`` and, unless turned off, ``log_likelihood``; a group is read as
+        ``idata["posterior"]`` and a variable as ``idata["posterior"]["mu"]``.
 
     Raises
     ------
@@ -1282,9 +1292,9 @@ def fit(
 
     >>> conjugate = beta_binomial([3, 7], [10, 10], a=1.0, b=1.0)
     >>> idata = fit(conjugate, draws=500)
-    >>> idata.posterior["rate"].shape
+    >>> idata["posterior"]["rate"].shape
     (4, 500, 2)
-    >>> round(float(idata.posterior["rate"].sel(variant=1).mean()), 1)  # Beta(8, 4): mean 0.667
+    >>> round(float(idata["posterior"]["rate"].sel(variant=1).mean()), 1)  # Beta(8, 4): mean 0.667
     0.7
     """
     spec = _SPECS.get(model) if isinstance(model, pm.Model) else None
@@ -1299,32 +1309,44 @@ def fit(
     cores = _check_int(cores, "cores", minimum=1)
     target_accept = _check_open_unit(target_accept, "target_accept")
     random_seed = _check_int(random_seed, "random_seed", minimum=0)
+    if nuts_sampler not in _NUTS_SAMPLERS:
+        raise ValueError(f"nuts_sampler must be one of {_NUTS_SAMPLERS}; got {nuts_sampler!r}")
     if sample_kwargs.get("return_inferencedata", True) is not True:
-        raise ValueError("return_inferencedata must be True: fit returns an InferenceData")
-    idata_kwargs = sample_kwargs.get("idata_kwargs") or {}
-    if idata_kwargs.get("log_likelihood"):
+        raise ValueError("return_inferencedata must be True: fit returns an xarray.DataTree")
+    if "idata_kwargs" in sample_kwargs:
         raise ValueError(
-            "idata_kwargs: do not ask PyMC for log_likelihood; fit adds its own (see keep_log_likelihood)"
+            "idata_kwargs is not an option of fit: it adds its own log_likelihood group (see "
+            "keep_log_likelihood) and nutpie ignores idata_kwargs"
         )
     if not isinstance(spec, _Spec) and not keep_theta:
         raise ValueError("keep_theta applies only to hierarchical_normal models; leave it at True")
     options = {"progressbar": False, **sample_kwargs}
     settings = dict(
         draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept,
-        random_seed=random_seed,
+        random_seed=random_seed, nuts_sampler=nuts_sampler,
     )
 
     if isinstance(spec, _BetaBinomialSpec):
         return _fit_beta_binomial(model, spec, settings, options, keep_log_likelihood)
     if isinstance(spec, _LogisticSpec):
-        options["idata_kwargs"] = {**idata_kwargs, "log_likelihood": bool(keep_log_likelihood)}
-        return _sample(model, settings, options)
+        idata = _sample(model, settings, options)
+        if keep_log_likelihood:
+            with _pymc_info_silenced():
+                pm.compute_log_likelihood(idata, model=model, progressbar=False)
+        return idata
     return _fit_normal(model, spec, settings, options, keep_theta, keep_log_likelihood)
 
 
-def _sample(model: pm.Model, settings: dict[str, Any], options: dict[str, Any]) -> az.InferenceData:
+def _sample(model: pm.Model, settings: dict[str, Any], options: dict[str, Any]) -> xr.DataTree:
     with _pymc_info_silenced():
-        return pm.sample(model=model, **settings, **options)
+        idata = pm.sample(model=model, **settings, **options)
+    # nutpie labels coordinates with object arrays, PyMC with NumPy's own dtype (e.g. <U1): use
+    # the latter in every group, so that a fit's layout does not depend on the sampler
+    for name, node in idata.children.items():
+        dims = [dim for dim in node.dims if dim in model.coords]
+        if dims:
+            idata[name] = node.to_dataset().assign_coords({dim: _coord(model, dim) for dim in dims})
+    return idata
 
 
 def _fit_normal(
@@ -1334,11 +1356,11 @@ def _fit_normal(
     options: dict[str, Any],
     keep_theta: bool,
     keep_log_likelihood: bool,
-) -> az.InferenceData:
+) -> xr.DataTree:
     idata = _sample(model, settings, options)
     random_seed = settings["random_seed"]
 
-    posterior = idata.posterior
+    posterior = idata["posterior"]
     sigma_unit = posterior["sigma_unit"].to_numpy()
     shape = sigma_unit.shape  # (chain, draw)
     sample_dims = ("chain", "draw")
@@ -1371,30 +1393,23 @@ def _fit_normal(
                 coords={spec.unit_dim: _coord(model, spec.unit_dim)},
             )
     elif not keep_theta:
-        posterior = posterior.drop_vars(["theta", "theta_offset", spec.unit_dim], errors="ignore")
-        idata.posterior = posterior
+        kept = posterior.to_dataset().drop_vars(["theta", "theta_offset", spec.unit_dim], errors="ignore")
+        idata["posterior"] = kept
+        posterior = idata["posterior"]
 
     if keep_log_likelihood:
         loc = posterior["mu_group"] if spec.three_level else posterior["mu"]
         loc = loc.to_numpy().reshape(-1, len(spec.groups) if spec.three_level else 1)
         loglik = _predictive_loglik(spec.y, spec.se, spec.codes, loc, sigma_unit.ravel())
-        idata.add_groups(
-            log_likelihood=xr.Dataset(
-                {"y": (("chain", "draw", spec.unit_dim), loglik.reshape(*shape, -1))},
-                coords={
-                    "chain": posterior["chain"].to_numpy(),
-                    "draw": posterior["draw"].to_numpy(),
-                    spec.unit_dim: _coord(model, spec.unit_dim),
-                },
-            )
+        idata["log_likelihood"] = xr.Dataset(
+            {"y": (("chain", "draw", spec.unit_dim), loglik.reshape(*shape, -1))},
+            coords={
+                "chain": posterior["chain"].to_numpy(),
+                "draw": posterior["draw"].to_numpy(),
+                spec.unit_dim: _coord(model, spec.unit_dim),
+            },
         )
-    if "observed_data" not in idata.groups():
-        idata.add_groups(
-            observed_data=xr.Dataset(
-                {"y": ((spec.unit_dim,), spec.y.copy())},
-                coords={spec.unit_dim: _coord(model, spec.unit_dim)},
-            )
-        )
+    _add_observed(idata, "y", spec.y, spec.unit_dim, _coord(model, spec.unit_dim))
     return idata
 
 
@@ -1404,7 +1419,7 @@ def _fit_beta_binomial(
     settings: dict[str, Any],
     options: dict[str, Any],
     keep_log_likelihood: bool,
-) -> az.InferenceData:
+) -> xr.DataTree:
     dim = spec.variant_dim
     labels = _coord(model, dim)
     rng = np.random.default_rng([settings["random_seed"], _CONDITIONAL_STREAM])
@@ -1428,10 +1443,10 @@ def _fit_beta_binomial(
             coords={"chain": np.arange(chains), "draw": np.arange(draws), dim: labels},
             attrs={"inference_library": "hbm_lib.models.fit (exact conjugate draws)"},
         )
-        idata = az.InferenceData(posterior=posterior)
+        idata = xr.DataTree.from_dict({"posterior": posterior})
     else:
         idata = _sample(model, settings, options)
-        posterior = idata.posterior
+        posterior = idata["posterior"]
         if spec.parameterization == "marginal":
             a = posterior["a"].to_numpy()
             rate = _draw_rates(spec.successes, spec.trials, a.ravel(), posterior["b"].to_numpy().ravel(), rng)
@@ -1439,26 +1454,32 @@ def _fit_beta_binomial(
                 rate.reshape(*a.shape, -1), dims=("chain", "draw", dim), coords={dim: labels}
             )
 
-    posterior = idata.posterior
+    posterior = idata["posterior"]
     if keep_log_likelihood:
         a = posterior["a"].to_numpy()[..., None]
         b = posterior["b"].to_numpy()[..., None]
         loglik = _betabinom_logpmf(spec.successes, spec.trials, a, b)
-        idata.add_groups(
-            log_likelihood=xr.Dataset(
-                {"successes": (("chain", "draw", dim), loglik)},
-                coords={
-                    "chain": posterior["chain"].to_numpy(),
-                    "draw": posterior["draw"].to_numpy(),
-                    dim: labels,
-                },
-            )
+        idata["log_likelihood"] = xr.Dataset(
+            {"successes": (("chain", "draw", dim), loglik)},
+            coords={
+                "chain": posterior["chain"].to_numpy(),
+                "draw": posterior["draw"].to_numpy(),
+                dim: labels,
+            },
         )
-    if "observed_data" not in idata.groups():
-        idata.add_groups(
-            observed_data=xr.Dataset({"successes": ((dim,), spec.successes.copy())}, coords={dim: labels})
-        )
+    _add_observed(idata, "successes", spec.successes, dim, labels)
     return idata
+
+
+def _add_observed(idata: xr.DataTree, name: str, values: np.ndarray, dim: str, labels: np.ndarray) -> None:
+    """Put the data into ``observed_data`` unless PyMC did (it leaves the group empty when the
+    likelihood is a ``pm.Potential``, as in the marginal normal model)."""
+    if "observed_data" in idata.children and name in idata["observed_data"].data_vars:
+        return
+    observed = xr.Dataset({name: ((dim,), values.copy())}, coords={dim: labels})
+    if "observed_data" in idata.children:
+        observed = idata["observed_data"].to_dataset().merge(observed)
+    idata["observed_data"] = observed
 
 
 def _coord(model: pm.Model, dim: str) -> np.ndarray:
@@ -1601,7 +1622,7 @@ def _predictive_loglik(
 
 
 def check_convergence(
-    idata: az.InferenceData,
+    idata: xr.DataTree,
     *,
     var_names: str | Sequence[str] | None = None,
     rhat_max: float = 1.01,
@@ -1617,7 +1638,7 @@ def check_convergence(
 
     Parameters
     ----------
-    idata : arviz.InferenceData
+    idata : xarray.DataTree
         A fit, e.g. from :func:`fit`, with a ``posterior`` group (``sample_stats.diverging`` is
         used when present).
     var_names : str or sequence of str, optional
@@ -1641,16 +1662,14 @@ def check_convergence(
     --------
     >>> import numpy as np, arviz as az
     >>> rng = np.random.default_rng(0)
-    >>> idata = az.from_dict(posterior={"mu": rng.normal(size=(4, 1000))})
+    >>> idata = az.from_dict({"posterior": {"mu": rng.normal(size=(4, 1000))}})
     >>> table = check_convergence(idata)
     >>> table.columns.tolist()
     ['r_hat', 'ess_bulk', 'ess_tail', 'divergences', 'ok']
     >>> bool(table.loc["mu", "ok"])
     True
     """
-    posterior = getattr(idata, "posterior", None)
-    if posterior is None:
-        raise ValueError("idata has no posterior group")
+    posterior = group_dataset(idata, "idata")
     if var_names is None:
         names = [str(v) for v in posterior.data_vars if not str(v).endswith("_offset")]
     else:
@@ -1673,11 +1692,8 @@ def check_convergence(
     rhat = az.rhat(subset)
     ess_bulk = az.ess(subset, method="bulk")
     ess_tail = az.ess(subset, method="tail")
-    stats = getattr(idata, "sample_stats", None)
-    if stats is not None and "diverging" in stats:
-        divergences = int(stats["diverging"].sum())
-    else:
-        divergences = 0
+    stats = idata["sample_stats"] if isinstance(idata, xr.DataTree) and "sample_stats" in idata.children else None
+    divergences = int(stats["diverging"].sum()) if stats is not None and "diverging" in stats else 0
 
     rows = []
     for name in names:

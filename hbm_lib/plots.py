@@ -98,7 +98,10 @@ def shrinkage(
     ticks = _round_ticks(size.min(), size.max())
     colorbar.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
     ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
+    # on a log axis spanning under two decades matplotlib also labels minor ticks (6 x 10^0):
+    # keep only the 1-2-5 labels on both axes
     ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+    colorbar.ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
     ax.set_xlabel(f"{size_label} (log scale)")
     ax.legend(loc="best", fontsize=9)
     return ax

@@ -26,10 +26,18 @@ from typing import Any
 import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 from numpy.typing import ArrayLike
 
 from hbm_lib._validation import as_finite_1d, as_labels, as_positive_1d, check_same_length, unit_labels
-from hbm_lib.models import DEFAULT_SEED, check_convergence, fit, hierarchical_normal
+from hbm_lib.models import (
+    DEFAULT_NUTS_SAMPLER,
+    DEFAULT_SEED,
+    NutsSampler,
+    check_convergence,
+    fit,
+    hierarchical_normal,
+)
 
 __all__ = ["GroupingComparison", "compare_groupings", "elpd_diff_z"]
 
@@ -45,13 +53,14 @@ class GroupingComparison:
     Attributes
     ----------
     table : pandas.DataFrame
-        :func:`arviz.compare`'s table, unchanged: indexed by model name, best first, with columns
-        ``rank``, ``elpd_loo``, ``p_loo``, ``elpd_diff``, ``weight``, ``se``, ``dse``,
-        ``warning`` and ``scale``.
-    fits : dict of str to arviz.InferenceData
+        :func:`arviz.compare`'s table, unrounded: indexed by model name, best first, with columns
+        ``rank``, ``elpd_diff`` (``elpd[model] - elpd[best]``, so 0 for the best and negative for
+        the others), ``dse``, ``p_worse``, ``diag_diff``, ``diag_elpd``, ``p`` (the effective
+        number of parameters, ``p_loo``), ``elpd`` (``elpd_loo``), ``se`` and ``weight``.
+    fits : dict of str to xarray.DataTree
         The fit of every model, the baseline first, then the candidates in the order given.
     loo : dict of str to arviz.ELPDData
-        :func:`arviz.loo` of every fit, with ``pointwise=True`` (``loo_i``, ``pareto_k``).
+        :func:`arviz.loo` of every fit, with ``pointwise=True`` (``elpd_i``, ``pareto_k``).
     pareto_k : pandas.DataFrame
         Pareto k of every unit (rows, indexed by unit label) under every model (columns, in the
         order of ``fits``).
@@ -62,7 +71,7 @@ class GroupingComparison:
     """
 
     table: pd.DataFrame
-    fits: dict[str, az.InferenceData]
+    fits: dict[str, xr.DataTree]
     loo: dict[str, az.ELPDData]
     pareto_k: pd.DataFrame
     convergence: pd.DataFrame
@@ -71,29 +80,27 @@ class GroupingComparison:
     def versus(self, reference: str | None = None) -> pd.DataFrame:
         """ELPD difference of every model from ``reference`` (default: the baseline), with its se.
 
-        ``elpd_diff = elpd_loo[model] - elpd_loo[reference]`` (positive: the model predicts better
-        than the reference), ``dse`` its standard error computed as ArviZ computes ``dse``
-        (``sqrt(n * var(loo_i[model] - loo_i[reference]))``, over the ``n`` units) and
-        ``z = elpd_diff / dse`` (0 for the reference itself). Unlike the ``elpd_diff`` column of
-        ``table``, which is measured from the *best* model, this one answers "does this grouping
-        beat the single population?" for every candidate.
+        ``elpd_diff = elpd[model] - elpd[reference]`` (positive: the model predicts better than
+        the reference) and ``dse``, its standard error from the paired per-unit differences, both
+        from :func:`arviz.compare` with ``reference=``; ``p_better``, ArviZ's normal-approximation
+        probability that the model predicts better than the reference; and ``z = elpd_diff /
+        dse`` (0 for the reference itself). Unlike the ``elpd_diff`` column of ``table``, which is
+        measured from the *best* model, this one answers "does this grouping beat the single
+        population?" for every candidate.
 
         Returns
         -------
         pandas.DataFrame
-            Indexed by model (in the order of ``fits``), columns ``elpd_diff``, ``dse`` and ``z``.
+            Indexed by model (in the order of ``fits``), columns ``elpd_diff``, ``dse``,
+            ``p_better`` and ``z``.
         """
         reference = self.baseline if reference is None else reference
         if reference not in self.loo:
             raise ValueError(f"reference must be one of the models {list(self.loo)}; got {reference!r}")
-        ref = np.asarray(self.loo[reference].loo_i).ravel()
-        rows = {}
-        for name, elpd in self.loo.items():
-            diff = np.asarray(elpd.loo_i).ravel() - ref
-            total = float(diff.sum())
-            dse = float(math.sqrt(diff.size * np.var(diff)))
-            rows[name] = {"elpd_diff": total, "dse": dse, "z": _ratio(total, dse)}
-        return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+        table = az.compare(dict(self.loo), reference=reference, round_to="none")
+        out = table.loc[list(self.loo), ["elpd_diff", "dse", "p_better"]].astype(float)
+        out["z"] = [_ratio(d, s) for d, s in zip(out["elpd_diff"], out["dse"])]
+        return out.rename_axis("model")
 
 
 def compare_groupings(
@@ -110,6 +117,7 @@ def compare_groupings(
     cores: int = 2,
     target_accept: float = 0.95,
     random_seed: int = DEFAULT_SEED,
+    nuts_sampler: NutsSampler = DEFAULT_NUTS_SAMPLER,
     **model_kwargs: Any,
 ) -> GroupingComparison:
     """Compare candidate groupings of the units, and no grouping, by PSIS-LOO.
@@ -122,19 +130,20 @@ def compare_groupings(
     model's expected log predictive density (ELPD) of a held-out unit's estimate, and
     :func:`arviz.compare` ranks the models.
 
-    How to read the table. ``elpd_loo`` is on the log scale, higher is better, and only
-    differences between models on the same units mean anything. ``elpd_diff`` is each model's
-    shortfall from the best one (0 for the best) and ``dse`` the standard error of that
-    difference, computed from the paired per-unit differences (so it is much smaller than the
-    ``se`` of either ``elpd_loo``). A difference of less than about two ``dse`` (and, whatever the
-    ``dse``, of less than about 4 on the log scale) is not a distinction the data can make: prefer
-    the simpler model or report both. :func:`elpd_diff_z` gives ``elpd_diff / dse``, and
+    How to read the table. ``elpd`` (the ELPD estimated by PSIS-LOO) is on the log scale, higher
+    is better, and only differences between models on the same units mean anything.
+    ``elpd_diff`` is each model's ELPD minus the best one's (0 for the best, negative for the
+    others) and ``dse`` the standard error of that difference, computed from the paired per-unit
+    differences (so it is much smaller than the ``se`` of either ``elpd``). A shortfall of less
+    than about two ``dse`` (and, whatever the ``dse``, of less than about 4 on the log scale, which
+    ArviZ flags in ``diag_diff``) is not a distinction the data can make: prefer the simpler model
+    or report both. :func:`elpd_diff_z` gives the shortfall ``-elpd_diff / dse``, and
     :meth:`GroupingComparison.versus` the difference of every model from the baseline rather than
     from the best. ``weight`` is the weight of each model in the combination that predicts held-out
     units best (stacking, by default): weights sum to 1, they are not probabilities that a model is
     true, and a model close to the best can still get weight 0 when it adds nothing to it.
-    ``warning`` is True when some unit's Pareto k exceeded ArviZ's threshold, in which case the
-    ``elpd_loo`` of that model is unreliable (this function also warns).
+    ``diag_elpd`` counts the units whose Pareto k exceeded ArviZ's threshold, in which case the
+    ``elpd`` of that model is unreliable (this function also warns).
 
     Parameters
     ----------
@@ -151,7 +160,7 @@ def compare_groupings(
         Name of the two-level model without groups; no candidate may use it.
     method : {"stacking", "BB-pseudo-BMA", "pseudo-BMA"}, default "stacking"
         How :func:`arviz.compare` computes the weights.
-    draws, tune, chains, cores, target_accept
+    draws, tune, chains, cores, target_accept, nuts_sampler
         Passed on to :func:`hbm_lib.models.fit` for every model.
     random_seed : int
         Seed of the first fit (the baseline); fit ``k`` uses ``random_seed + k``.
@@ -196,7 +205,7 @@ def compare_groupings(
     >>> summaries, truth = simulate_creator_summaries(60, 3, sigma_genre=0.4, seed=2)
     >>> result = compare_groupings(
     ...     summaries["effect"], summaries["se"], {"genre": summaries["genre"]},
-    ...     units=summaries["creator"], draws=1000, tune=500, chains=2, cores=1, random_seed=1,
+    ...     units=summaries["creator"], chains=2, cores=1, random_seed=1,
     ... )
     >>> sorted(result.table.index)
     ['genre', 'single population']
@@ -220,8 +229,10 @@ def compare_groupings(
     groupings = _check_candidates(candidates, n, baseline)
 
     unit_dim = model_kwargs.get("unit_dim", "unit")
-    settings = dict(draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept)
-    fits: dict[str, az.InferenceData] = {}
+    settings = dict(
+        draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept, nuts_sampler=nuts_sampler
+    )
+    fits: dict[str, xr.DataTree] = {}
     for k, (name, groups) in enumerate([(baseline, None), *groupings.items()]):
         model = hierarchical_normal(y_arr, se_arr, groups=groups, units=labels, **model_kwargs)
         fits[name] = fit(model, **settings, random_seed=int(random_seed) + k)
@@ -231,10 +242,7 @@ def compare_groupings(
         warnings.filterwarnings("ignore", message=_ARVIZ_PARETO_WARNING, category=UserWarning)
         for name, idata in fits.items():
             loo[name] = az.loo(idata, pointwise=True, var_name="y")
-        # ArviZ 0.23 sorts its table with a keyword pandas 3 deprecates; the warning is about
-        # ArviZ's code, not the user's models, and says nothing they can act on
-        warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.sort_values", module="arviz")
-        table = az.compare(loo, ic="loo", method=method)
+    table = az.compare(loo, method=method, round_to="none")
     _warn_pareto_k(loo)
 
     pareto_k = pd.DataFrame(
@@ -251,12 +259,14 @@ def compare_groupings(
 
 
 def elpd_diff_z(table: pd.DataFrame) -> pd.Series:
-    """Each model's shortfall from the best in standard errors: ``elpd_diff / dse``.
+    """Each model's shortfall from the best in standard errors: ``-elpd_diff / dse``.
 
-    ``table`` is an :func:`arviz.compare` table (e.g. ``compare_groupings(...).table``). The best
-    model gets 0 (ArviZ reports ``elpd_diff = dse = 0`` for it, which would divide to NaN); any
-    other model whose difference is exactly 0 gets 0 too. Values below about 2 mean the data
-    cannot tell that model from the best.
+    ``table`` is an :func:`arviz.compare` table (e.g. ``compare_groupings(...).table``), whose
+    ``elpd_diff`` is ``elpd[model] - elpd[best]``: 0 for the best model, negative for the others
+    (ArviZ 1.x's convention), so the shortfall is positive. The best model gets 0 (ArviZ reports
+    ``elpd_diff = dse = 0`` for it, which would divide to NaN); any other model whose difference
+    is exactly 0 gets 0 too. Values below about 2 mean the data cannot tell that model from the
+    best.
 
     Parameters
     ----------
@@ -270,7 +280,7 @@ def elpd_diff_z(table: pd.DataFrame) -> pd.Series:
 
     Examples
     --------
-    >>> table = pd.DataFrame({"elpd_diff": [0.0, 3.0, 1.0], "dse": [0.0, 1.5, 2.0]},
+    >>> table = pd.DataFrame({"elpd_diff": [0.0, -3.0, -1.0], "dse": [0.0, 1.5, 2.0]},
     ...                      index=["genre", "single population", "random"])
     >>> elpd_diff_z(table).tolist()
     [0.0, 2.0, 0.5]
@@ -280,7 +290,12 @@ def elpd_diff_z(table: pd.DataFrame) -> pd.Series:
     missing = [c for c in ("elpd_diff", "dse") if c not in table.columns]
     if missing:
         raise ValueError(f"table must have columns 'elpd_diff' and 'dse' (arviz.compare); missing {missing}")
-    z = [_ratio(float(d), float(s)) for d, s in zip(table["elpd_diff"], table["dse"])]
+    if (table["elpd_diff"] > 0).any():
+        raise ValueError(
+            "table: elpd_diff must be <= 0 (elpd[model] - elpd[best], as arviz.compare reports it "
+            "without reference=); a positive value means the table is measured from another model"
+        )
+    z = [_ratio(-float(d), float(s)) for d, s in zip(table["elpd_diff"], table["dse"])]
     return pd.Series(z, index=table.index, name="elpd_diff_z", dtype=float)
 
 
@@ -352,7 +367,7 @@ def _warn_pareto_k(loo: Mapping[str, az.ELPDData]) -> None:
         )
 
 
-def _convergence(name: str, idata: az.InferenceData) -> pd.DataFrame:
+def _convergence(name: str, idata: xr.DataTree) -> pd.DataFrame:
     """check_convergence, re-issuing its warnings prefixed with the model name."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -14,10 +14,10 @@ from hypothesis.extra.numpy import arrays
 from hbm_lib.decisions import pairwise_prob_greater, prob_greater, prob_positive
 
 
-def _idata(values: np.ndarray, labels, *, var: str = "rate", dim: str = "variant") -> az.InferenceData:
-    """InferenceData with one variable of shape (chain, draw, labels)."""
+def _idata(values: np.ndarray, labels, *, var: str = "rate", dim: str = "variant") -> xr.DataTree:
+    """A fit (DataTree) with one variable of shape (chain, draw, labels)."""
     posterior = xr.Dataset({var: (("chain", "draw", dim), values)}, coords={dim: list(labels)})
-    return az.InferenceData(posterior=posterior)
+    return xr.DataTree.from_dict({"posterior": posterior})
 
 
 # hand-made draws: 2 chains x 5 draws of three variants; counting by eye,
@@ -37,8 +37,8 @@ def test_prob_greater_known_answers():
     assert prob_greater(idata, "rate", "A", "C") == pytest.approx(0.6)
     assert prob_greater(idata, "rate", "B", "C") == pytest.approx(0.7)
     assert prob_greater(idata, "rate", "C", "B", dim="variant") == pytest.approx(0.3)
-    # the posterior Dataset works as well as the InferenceData
-    assert prob_greater(idata.posterior, "rate", "A", "B") == pytest.approx(0.4)
+    # the posterior group (node or Dataset) works as well as the whole DataTree
+    assert prob_greater(idata["posterior"], "rate", "A", "B") == pytest.approx(0.4)
     assert isinstance(prob_greater(idata, "rate", "A", "B"), float)
 
 
@@ -116,7 +116,7 @@ def test_prob_positive_known_answers():
 
 def test_works_on_stacked_draws():
     idata = _idata(HAND, ["A", "B", "C"])
-    stacked = idata.posterior.stack(sample=("chain", "draw"))
+    stacked = az.extract(idata, keep_dataset=True)  # draws stacked along "sample"
     assert prob_greater(stacked, "rate", "A", "B") == pytest.approx(0.4)
     assert prob_positive(stacked, "rate").tolist() == [1.0, 1.0, 1.0]
 
@@ -125,13 +125,15 @@ def test_works_on_stacked_draws():
 # bad input
 
 
-def _mixed() -> az.InferenceData:
+def _mixed() -> xr.DataTree:
     rng = np.random.default_rng(1)
     return az.from_dict(
-        posterior={
-            "rate": rng.random((2, 10, 3)),
-            "mu": rng.random((2, 10)),
-            "theta": rng.random((2, 10, 3, 2)),
+        {
+            "posterior": {
+                "rate": rng.random((2, 10, 3)),
+                "mu": rng.random((2, 10)),
+                "theta": rng.random((2, 10, 3, 2)),
+            }
         },
         coords={"variant": ["A", "B", "C"], "arm": [0, 1]},
         dims={"rate": ["variant"], "theta": ["variant", "arm"]},
@@ -154,8 +156,8 @@ def _mixed() -> az.InferenceData:
         (lambda d: pairwise_prob_greater(d, "rate", dim="chain"), r"dim"),
         (lambda d: prob_positive(d, "nope"), r"var: 'nope'"),
         (lambda d: prob_positive(d, "theta"), r"var: 'theta'"),
-        (lambda d: prob_positive({"rate": np.ones((2, 3))}, "rate"), r"posterior must be an arviz.InferenceData"),
-        (lambda d: prob_positive(az.from_dict(prior={"rate": np.ones((1, 5, 2))}), "rate"), r"no posterior group"),
+        (lambda d: prob_positive({"rate": np.ones((2, 3))}, "rate"), r"posterior must be an xarray.DataTree with a posterior group"),
+        (lambda d: prob_positive(az.from_dict({"prior": {"rate": np.ones((1, 5, 2))}}), "rate"), r"no posterior group"),
     ],
 )
 def test_bad_input_raises_value_error(call, match):

@@ -20,6 +20,20 @@ def test_shrinkage_draws_one_arrow_per_moved_unit():
     plt.close(ax.figure)
 
 
+def test_shrinkage_labels_only_the_round_ticks_on_both_log_axes():
+    # sizes spanning less than two decades: matplotlib would also label minor ticks (6 x 10^0)
+    raw, pooled, size = np.arange(4.0), np.arange(4.0) + 0.5, np.array([3, 8, 20, 80])
+    ax = shrinkage(raw, pooled, size)
+    ax.figure.canvas.draw()
+    colorbar_axis = ax.figure.axes[-1].yaxis
+    for axis in (ax.xaxis, colorbar_axis):
+        minor = [t.get_text() for t in axis.get_ticklabels(minor=True) if t.get_visible()]
+        assert not [m for m in minor if m], minor
+    major = [t.get_text() for t in colorbar_axis.get_ticklabels() if t.get_text()]
+    assert major == ["5", "10", "20", "50"]
+    plt.close(ax.figure)
+
+
 def test_book_style_gives_opaque_figures():
     use_book_style()
     fig = plt.figure()
