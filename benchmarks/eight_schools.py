@@ -5,7 +5,7 @@ number of draws for every fit, the library's default sampler (nutpie). Prints, p
 parameterization:
 
 * sampling: wall time of the NUTS run itself (PyMC's ``sampling_time``, tuning included);
-* fit total: wall time of ``hbm_lib.models.fit`` (compile, sampling, post-processing, including
+* fit total: wall time of ``hbm_lib.fit`` (compile, sampling, post-processing, including
   the exact conditional draws of the marginal form); the sampler is compared with PyMC's own in
   ``benchmarks/samplers.py``;
 * divergences after tuning, the smallest bulk ESS over mu, sigma_unit and theta, and that ESS per
@@ -22,7 +22,7 @@ import time
 import pandas as pd
 
 from hbm_lib.datasets import eight_schools
-from hbm_lib.models import check_convergence, fit, hierarchical_normal
+from hbm_lib import check_convergence, fit, hierarchical_normal
 
 DRAWS = 2000
 TUNE = 1000
@@ -51,7 +51,7 @@ def main() -> None:
             sigma_unit_prior=("half_cauchy", 5.0),
         )
         start = time.perf_counter()
-        idata = fit(model, draws=DRAWS, tune=TUNE, chains=4, cores=2, target_accept=target_accept, random_seed=SEED)
+        idata = fit(model, draws=DRAWS, tune=TUNE, chains=4, cores=2, target_accept=target_accept, seed=SEED)
         total_s = time.perf_counter() - start
         sampling_s = float(idata["posterior"].attrs["sampling_time"])
 

@@ -22,7 +22,7 @@ the wall time of the fit call, the sampling time PyMC measures (``sampling_time`
 (``overhead_s``: compiling, starting processes or threads, post-processing), divergences, the
 largest R-hat and the smallest bulk ESS over the model's parameters, and ESS per second of wall time
 (``ess_per_s``) and of sampling time. The table is printed and saved to
-``benchmarks/results/samplers.csv``; the README quotes it and ``hbm_lib.models.DEFAULT_NUTS_SAMPLER``
+``benchmarks/results/samplers.csv``; the README quotes it and ``hbm_lib.inference.DEFAULT_NUTS_SAMPLER``
 follows from it. ``--quick`` runs each fit warm only, without saving.
 """
 
@@ -75,7 +75,7 @@ def fit_case(case: str, sampler: str):
     elif case == "creators_500_marginal":
         data, _ = hbm_lib.simulate_creator_summaries(500, seed=1)
         model = hbm_lib.hierarchical_normal(
-            data["effect"], data["se"], groups=data["genre"], mu_prior_sd=1.0,
+            data["estimate"], data["se"], groups=data["genre"], mu_prior_sd=1.0,
             sigma_unit_prior=("half_normal", 1.0), sigma_group_prior=("half_normal", 1.0),
         )
         settings, params = dict(target_accept=0.95), ["mu", "sigma_group", "sigma_unit", "mu_group"]
@@ -91,7 +91,7 @@ def fit_case(case: str, sampler: str):
     else:
         raise ValueError(f"unknown case {case!r}")
     start = time.perf_counter()
-    idata = hbm_lib.fit(model, **DRAWS, **settings, random_seed=SEED, nuts_sampler=sampler)
+    idata = hbm_lib.fit(model, **DRAWS, **settings, seed=SEED, nuts_sampler=sampler)
     return idata, params, time.perf_counter() - start
 
 

@@ -4,86 +4,107 @@ Modules
 -------
 pooling
     No pooling, complete pooling and empirical-Bayes partial pooling of unit estimates.
-datasets
-    Data sets shipped with the package (Eight Schools).
-metrics
-    MSE, interval coverage and width against a known truth, for one method or several.
+estimates
+    From raw rows to one estimate and standard error per unit: group means, and differences in
+    means between the arms of an experiment.
 models
-    PyMC model builders: the hierarchical normal model (centered, non-centered, marginal), the
-    hierarchical beta-binomial model (and its exact grid posterior), varying-intercept,
-    varying-slope logistic models; a seeded ``fit`` and ``check_convergence``.
+    PyMC builders: the hierarchical normal model (two or three levels; centered, non-centered,
+    marginal), the hierarchical beta-binomial model (and its exact grid posterior), and
+    varying-intercept, varying-slope logistic models.
+inference
+    ``fit`` (seeded NUTS with exact post-processing, strict options, retries),
+    ``check_convergence`` and ``posterior_summary``.
 decisions
-    Posterior probabilities for decisions: one variant beats another, the pairwise matrix,
-    an effect is positive.
-plots
-    The book's matplotlib style and shared figures.
-simulate
-    Simulated creator experiments and staggered rollouts with a known truth, and per-creator summaries.
-staggered
-    The imputation estimator of difference-in-differences for staggered adoption, and the two-way
-    fixed-effects regression it replaces.
+    Posterior probabilities for decisions: one unit beats another, the pairwise matrix, an effect
+    is positive.
 selection
     Comparing candidate groupings by leave-one-out predictive accuracy.
+staggered
+    The imputation estimator of difference-in-differences for staggered adoption, with
+    cluster-robust standard errors, and the two-way fixed-effects regression it replaces.
+simulate
+    Simulated creator experiments and staggered rollouts with a known truth.
+metrics
+    MSE, interval coverage and width against a known truth, for one method or several.
+datasets
+    Data sets shipped with the package (Eight Schools).
+plots
+    The book's matplotlib style and shared figures.
+
+Every public name is available from the top level (``hbm_lib.fit``). Importing ``hbm_lib`` is
+cheap: a module is imported when one of its names is first used, so code that only pools
+estimates never imports PyMC.
 """
 
-from hbm_lib.datasets import eight_schools
-from hbm_lib.metrics import compare_methods, coverage, interval_width, mse, score
-from hbm_lib.decisions import pairwise_prob_greater, prob_greater, prob_positive
-from hbm_lib.models import (
-    beta_binomial,
-    beta_binomial_grid,
-    check_convergence,
-    fit,
-    hierarchical_normal,
-    varying_slopes_logistic,
-    varying_slopes_logistic_from_rows,
-)
-from hbm_lib.pooling import complete_pooling, estimate_tau, no_pooling, partial_pooling, shrinkage_weight
-from hbm_lib.simulate import (
-    CreatorTruth,
-    StaggeredTruth,
-    simulate_creator_experiments,
-    simulate_creator_summaries,
-    simulate_staggered_panel,
-    summarize_experiments,
-)
-from hbm_lib.staggered import ImputationResult, imputation_estimator, two_way_fixed_effects
-from hbm_lib.selection import GroupingComparison, compare_groupings, elpd_diff_z
+from __future__ import annotations
 
-__version__ = "0.2.0"
+import importlib
+from typing import Any
 
-__all__ = [
-    "eight_schools",
-    "no_pooling",
-    "complete_pooling",
-    "partial_pooling",
-    "estimate_tau",
-    "shrinkage_weight",
-    "mse",
-    "coverage",
-    "interval_width",
-    "score",
-    "compare_methods",
-    "hierarchical_normal",
-    "beta_binomial",
-    "beta_binomial_grid",
-    "varying_slopes_logistic",
-    "varying_slopes_logistic_from_rows",
-    "fit",
-    "check_convergence",
-    "prob_greater",
-    "pairwise_prob_greater",
-    "prob_positive",
-    "CreatorTruth",
-    "simulate_creator_experiments",
-    "simulate_creator_summaries",
-    "summarize_experiments",
-    "StaggeredTruth",
-    "simulate_staggered_panel",
-    "ImputationResult",
-    "imputation_estimator",
-    "two_way_fixed_effects",
-    "GroupingComparison",
-    "compare_groupings",
-    "elpd_diff_z",
-]
+__version__ = "1.0.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "eight_schools": "datasets",
+    "group_means": "estimates",
+    "difference_in_means": "estimates",
+    "no_pooling": "pooling",
+    "complete_pooling": "pooling",
+    "partial_pooling": "pooling",
+    "estimate_tau": "pooling",
+    "shrinkage_weight": "pooling",
+    "mse": "metrics",
+    "coverage": "metrics",
+    "interval_width": "metrics",
+    "score": "metrics",
+    "compare_methods": "metrics",
+    "hierarchical_normal": "models",
+    "beta_binomial": "models",
+    "beta_binomial_grid": "models",
+    "varying_slopes_logistic": "models",
+    "varying_slopes_logistic_from_rows": "models",
+    "fit": "inference",
+    "check_convergence": "inference",
+    "posterior_summary": "inference",
+    "quiet_sampler": "inference",
+    "prob_greater": "decisions",
+    "pairwise_prob_greater": "decisions",
+    "prob_positive": "decisions",
+    "weighted_mean": "inference",
+    "CreatorTruth": "simulate",
+    "simulate_creator_experiments": "simulate",
+    "simulate_creator_summaries": "simulate",
+    "StaggeredTruth": "simulate",
+    "simulate_staggered_panel": "simulate",
+    "ImputationResult": "staggered",
+    "imputation_estimator": "staggered",
+    "two_way_fixed_effects": "staggered",
+    "PretrendTest": "staggered",
+    "pretrend_test": "staggered",
+    "GroupingComparison": "selection",
+    "compare_groupings": "selection",
+    "elpd_diff_z": "selection",
+    "shrinkage": "plots",
+    "use_book_style": "plots",
+    "book_style": "plots",
+}
+_MODULES = (
+    "datasets", "decisions", "estimates", "inference", "metrics", "models", "plots", "pooling",
+    "selection", "simulate", "staggered",
+)
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"hbm_lib.{_EXPORTS[name]}"), name)
+        globals()[name] = value  # later look-ups are plain attribute reads
+        return value
+    if name in _MODULES:
+        return importlib.import_module(f"hbm_lib.{name}")
+    raise AttributeError(f"module 'hbm_lib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS, *_MODULES])

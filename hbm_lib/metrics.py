@@ -3,6 +3,10 @@
 Simulations know each unit's true effect, so every estimator in the book can be judged on the same
 three numbers: how far its point estimates are from the truth (mean squared error), how often its
 intervals contain the truth (coverage), and what that costs (mean interval width).
+
+Labels. A result frame, a truth and strata given as pandas objects are paired by their index
+(reordered to the result's order; refused if they describe different units), so a truth in
+another unit order cannot be scored against the wrong units. Plain arrays are paired by position.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from hbm_lib._validation import as_finite_1d, check_same_length
+from hbm_lib._validation import align, as_finite_1d, check_same_length
 
 __all__ = ["mse", "coverage", "interval_width", "score", "compare_methods"]
 
@@ -28,8 +32,9 @@ def mse(estimate: ArrayLike, truth: ArrayLike) -> float:
     >>> mse([1.0, 2.0], [0.0, 0.0])
     2.5
     """
-    est = as_finite_1d(estimate, "estimate")
-    true = as_finite_1d(truth, "truth")
+    aligned = align(estimate=estimate, truth=truth)
+    est = as_finite_1d(aligned["estimate"], "estimate")
+    true = as_finite_1d(aligned["truth"], "truth")
     check_same_length(estimate=est, truth=true)
     return float(np.mean((est - true) ** 2))
 
@@ -42,7 +47,8 @@ def coverage(lower: ArrayLike, upper: ArrayLike, truth: ArrayLike) -> float:
     >>> coverage([0.0, 0.0], [1.0, 1.0], [0.5, 2.0])
     0.5
     """
-    lo, hi, true = _check_intervals(lower, upper, truth)
+    aligned = align(lower=lower, upper=upper, truth=truth)
+    lo, hi, true = _check_intervals(aligned["lower"], aligned["upper"], aligned["truth"])
     return float(np.mean((lo <= true) & (true <= hi)))
 
 
@@ -54,7 +60,8 @@ def interval_width(lower: ArrayLike, upper: ArrayLike) -> float:
     >>> interval_width([0.0, 1.0], [2.0, 5.0])
     3.0
     """
-    lo, hi, _ = _check_intervals(lower, upper, None)
+    aligned = align(lower=lower, upper=upper)
+    lo, hi, _ = _check_intervals(aligned["lower"], aligned["upper"], None)
     return float(np.mean(hi - lo))
 
 
@@ -64,13 +71,14 @@ def score(result: pd.DataFrame, truth: ArrayLike, *, strata: ArrayLike | None = 
     Parameters
     ----------
     result : pandas.DataFrame
-        One row per unit, in the same order as ``truth``, with columns ``estimate``, ``lower`` and
-        ``upper`` (the output of any :mod:`hbm_lib.pooling` function, for one).
+        One row per unit with columns ``estimate``, ``lower`` and ``upper`` (the output of any
+        :mod:`hbm_lib.pooling` function, or :func:`hbm_lib.posterior_summary`).
     truth : array-like
-        The true value for each unit.
+        The true value for each unit: a Series is matched to ``result`` by index, an array by
+        position.
     strata : array-like, optional
-        One stratum label per unit (e.g. from :func:`pandas.cut` on sample size). The categories of a
-        categorical keep their order; other labels are sorted.
+        One stratum label per unit (e.g. from :func:`pandas.cut` on sample size), matched like
+        ``truth``. The categories of a categorical keep their order; other labels are sorted.
 
     Returns
     -------
@@ -83,6 +91,8 @@ def score(result: pd.DataFrame, truth: ArrayLike, *, strata: ArrayLike | None = 
     missing = [c for c in _REQUIRED if c not in result.columns]
     if missing:
         raise ValueError(f"result is missing column(s) {missing}; it needs {list(_REQUIRED)}")
+    aligned = align(result=result, truth=truth, strata=strata)
+    truth, strata = aligned["truth"], aligned["strata"]
     est = as_finite_1d(result["estimate"], "result['estimate']")
     lo, hi, true = _check_intervals(result["lower"], result["upper"], truth)
     check_same_length(result=est, truth=true)
@@ -114,7 +124,9 @@ def compare_methods(
     Parameters
     ----------
     results : mapping of str to pandas.DataFrame
-        Method name to its results (see :func:`score`), all with one row per unit in the same order.
+        Method name to its results (see :func:`score`), one row per unit each. Frames are matched
+        to one another by index (so they must describe the same units, in any order; the first
+        frame's order is used), as are ``truth`` and ``strata`` when they are pandas objects.
     truth : array-like
         The true value for each unit.
     strata : array-like, optional
@@ -139,8 +151,15 @@ def compare_methods(
     """
     if not isinstance(results, Mapping) or len(results) == 0:
         raise ValueError("results must be a non-empty mapping of method name to results DataFrame")
+    names = list(results)
+    for name in names:
+        if not isinstance(results[name], pd.DataFrame):
+            raise TypeError(f"results[{name!r}] must be a pandas DataFrame; got {type(results[name]).__name__}")
+    first = names[0]
     frames = []
-    for name, result in results.items():
+    for name in names:
+        # every frame against the first, so that all methods are scored on the same units
+        result = align(**{f"results[{first!r}]": results[first], f"results[{name!r}]": results[name]})[f"results[{name!r}]"]
         table = score(result, truth, strata=strata)
         table.insert(0, "method", name)
         frames.append(table)

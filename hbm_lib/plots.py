@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
@@ -10,34 +12,52 @@ from numpy.typing import ArrayLike
 
 from hbm_lib._validation import as_finite_1d, as_positive_1d, check_same_length
 
-__all__ = ["use_book_style", "shrinkage"]
+__all__ = ["book_style", "use_book_style", "shrinkage", "BOOK_RC"]
+
+
+#: The book's matplotlib settings: opaque white backgrounds (figures stay readable on the website's
+#: dark theme), a readable font size, light grids, no top/right spines, a sharp resolution.
+BOOK_RC = {
+    "figure.facecolor": "white",
+    "axes.facecolor": "white",
+    "savefig.facecolor": "white",
+    "savefig.transparent": False,
+    "figure.dpi": 110,
+    "figure.figsize": (7.0, 4.2),
+    "font.size": 10.5,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10.5,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "figure.constrained_layout.use": True,
+}
+
+
+def book_style() -> contextlib.AbstractContextManager:
+    """The book's matplotlib settings for the figures drawn inside a ``with`` block only.
+
+    Nothing changes outside the block, so a library user's own settings are left alone.
+
+    Examples
+    --------
+    >>> import matplotlib as mpl
+    >>> with book_style():
+    ...     mpl.rcParams["axes.grid"]
+    True
+    """
+    return mpl.rc_context(BOOK_RC)
 
 
 def use_book_style() -> None:
-    """Set the book's matplotlib defaults.
+    """Set the book's matplotlib settings (``BOOK_RC``) for the rest of the session.
 
-    Opaque white backgrounds (figures stay readable on the website's dark theme), a readable font
-    size, light grids, no top/right spines, and a resolution that is sharp on the page.
+    For the chapters' notebooks, where every figure should look alike. It changes matplotlib's
+    global state: in your own code, prefer ``with book_style():`` around the figures.
     """
-    mpl.rcParams.update(
-        {
-            "figure.facecolor": "white",
-            "axes.facecolor": "white",
-            "savefig.facecolor": "white",
-            "savefig.transparent": False,
-            "figure.dpi": 110,
-            "figure.figsize": (7.0, 4.2),
-            "font.size": 10.5,
-            "axes.titlesize": 11,
-            "axes.labelsize": 10.5,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "legend.frameon": False,
-            "figure.constrained_layout.use": True,
-        }
-    )
+    mpl.rcParams.update(BOOK_RC)
 
 
 def shrinkage(

@@ -12,22 +12,29 @@ error ``se[i]``. The three estimators here differ in how much they let units bor
 
 All three return a DataFrame indexed by unit with the columns ``estimate``, ``sd``, ``lower`` and
 ``upper`` (a central normal interval), so that they can be compared with
-:func:`hbm_lib.metrics.compare_methods`.
+:func:`hbm_lib.compare_methods`.
+
+Labels. ``y``, ``se``, ``groups`` and ``units`` may be plain arrays (paired by position) or pandas
+Series (paired by their index: a Series of standard errors in another unit order is reordered to
+match ``y``, and one with other units is refused). The result is indexed by ``units`` if given,
+else by the index of ``y`` (keeping its name), else by ``0..n-1``.
 """
 
 from __future__ import annotations
 
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import optimize, stats
 
 from hbm_lib._validation import (
+    align,
     as_finite_1d,
     as_labels,
     as_positive_1d,
+    check_choice,
     check_level,
     check_same_length,
     unit_labels,
@@ -61,22 +68,25 @@ def shrinkage_weight(se: ArrayLike, tau: float) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray
-        One weight in ``[0, 1]`` per unit.
+    numpy.ndarray or pandas.Series
+        One weight in ``[0, 1]`` per unit; a Series with the index of ``se`` if ``se`` is one.
 
     Examples
     --------
     >>> shrinkage_weight([1.0, 2.0], tau=2.0)
     array([0.8, 0.5])
     """
-    se = as_positive_1d(se, "se")
+    se_arr = as_positive_1d(se, "se")
     tau = _check_tau(tau)
     if np.isinf(tau):
-        return np.ones_like(se)
-    # 1 / (1 + (se/tau)^2): exact at both extremes; a ratio that overflows to inf gives weight 0
-    with np.errstate(over="ignore", divide="ignore"):
-        ratio = (se / tau) ** 2
-    return 1.0 / (1.0 + ratio)
+        weight = np.ones_like(se_arr)
+    else:
+        # 1 / (1 + (se/tau)^2): exact at both extremes; a ratio that overflows to inf gives weight 0
+        with np.errstate(over="ignore", divide="ignore"):
+            weight = 1.0 / (1.0 + (se_arr / tau) ** 2)
+    if isinstance(se, pd.Series):
+        return pd.Series(weight, index=se.index, name="weight")
+    return weight
 
 
 def no_pooling(
@@ -112,7 +122,7 @@ def no_pooling(
     0         28.0  15.0   -1.4   57.4
     1          8.0  10.0  -11.6   27.6
     """
-    y_arr, se_arr, labels = _check_inputs(y, se, units)
+    y_arr, se_arr, labels, _ = _check_inputs(y, se, units, None)
     level = check_level(level)
     return _frame(labels, y_arr, se_arr, level)
 
@@ -151,10 +161,10 @@ def complete_pooling(
     >>> complete_pooling([1.0, 3.0], [1.0, 1.0])["estimate"].tolist()
     [2.0, 2.0]
     """
-    y_arr, se_arr, labels = _check_inputs(y, se, units)
+    y_arr, se_arr, labels, groups = _check_inputs(y, se, units, groups)
     level = check_level(level)
     codes, categories = _group_codes(groups, len(y_arr))
-    est, sd, _, pooled_mean = _pool(y_arr, se_arr, codes, tau=0.0)
+    est, sd, _, _ = _pool(y_arr, se_arr, codes, tau=0.0)
     out = _frame(labels, est, sd, level)
     _insert_groups(out, codes, categories, groups)
     return out
@@ -201,7 +211,7 @@ def estimate_tau(
     >>> estimate_tau(d["y"], d["sigma"])
     0.0
     """
-    y_arr, se_arr, _ = _check_inputs(y, se, None, min_length=2)
+    y_arr, se_arr, _, groups = _check_inputs(y, se, None, groups, min_length=2)
     codes, _ = _group_codes(groups, len(y_arr))
     return _estimate_tau(y_arr, se_arr, codes, _check_method(method))
 
@@ -247,10 +257,16 @@ def partial_pooling(
     pandas.DataFrame
         Indexed by unit, with ``group`` (if given), ``estimate``, ``sd``, ``lower``, ``upper``,
         ``weight`` (the shrinkage weight ``w``) and ``pooled_mean`` (the mean the unit is pulled
-        towards). ``DataFrame.attrs`` holds ``tau`` and ``tau_method`` (``"given"`` if passed in).
+        towards). The ``tau`` used is :func:`estimate_tau` with the same ``groups`` and
+        ``method`` (or the one given): to report it, compute it once and pass it in.
 
     Examples
     --------
+    >>> tau = estimate_tau([0.0, 4.0, 1.0], [1.0, 1.0, 1.0])
+    >>> round(tau, 3)
+    1.374
+    >>> partial_pooling([0.0, 4.0, 1.0], [1.0, 1.0, 1.0], tau=tau)["weight"].round(3).tolist()
+    [0.654, 0.654, 0.654]
     >>> out = partial_pooling([0.0, 4.0], [1.0, 1.0], tau=1.0)
     >>> out[["estimate", "weight", "pooled_mean"]]
           estimate  weight  pooled_mean
@@ -258,23 +274,21 @@ def partial_pooling(
     0          1.0     0.5          2.0
     1          3.0     0.5          2.0
     """
-    y_arr, se_arr, labels = _check_inputs(y, se, units)
+    y_arr, se_arr, labels, groups = _check_inputs(y, se, units, groups)
     level = check_level(level)
     codes, categories = _group_codes(groups, len(y_arr))
+    method = _check_method(method)
     if tau is None:
         if len(y_arr) < 2:
             raise ValueError("y needs at least 2 units to estimate tau; pass tau= to pool a single unit")
-        tau_value = _estimate_tau(y_arr, se_arr, codes, _check_method(method))
-        tau_method = method
+        tau_value = _estimate_tau(y_arr, se_arr, codes, method)
     else:
         tau_value = _check_tau(tau)
-        tau_method = "given"
     est, sd, weight, pooled_mean = _pool(y_arr, se_arr, codes, tau_value)
     out = _frame(labels, est, sd, level)
     out["weight"] = weight
     out["pooled_mean"] = pooled_mean
     _insert_groups(out, codes, categories, groups)
-    out.attrs.update(tau=float(tau_value), tau_method=tau_method)
     return out
 
 
@@ -282,11 +296,15 @@ def partial_pooling(
 # internals
 
 
-def _check_inputs(y, se, units, *, min_length: int = 1):
+def _check_inputs(y, se, units, groups, *, min_length: int = 1):
+    """The checked arrays, unit labels and groups, all in the order of ``y`` (aligned by label)."""
+    aligned = align(y=y, se=se, units=units, groups=groups)
+    y, se, units, groups = aligned["y"], aligned["se"], aligned["units"], aligned["groups"]
     y_arr = as_finite_1d(y, "y", min_length=min_length)
     se_arr = as_positive_1d(se, "se", min_length=min_length)
     n = check_same_length(y=y_arr, se=se_arr)
-    return y_arr, se_arr, unit_labels(units, y, n)
+    labels = unit_labels(units, y if isinstance(y, pd.Series) else se, n)
+    return y_arr, se_arr, labels, groups
 
 
 def _check_tau(tau) -> float:
@@ -300,9 +318,7 @@ def _check_tau(tau) -> float:
 
 
 def _check_method(method) -> str:
-    if method not in _TAU_METHODS:
-        raise ValueError(f"method must be one of {_TAU_METHODS}; got {method!r}")
-    return method
+    return check_choice(method, "method", _TAU_METHODS)
 
 
 def _group_codes(groups, n: int) -> tuple[np.ndarray, pd.Index]:
@@ -317,7 +333,7 @@ def _insert_groups(out: pd.DataFrame, codes, categories, groups) -> None:
 
 
 def _frame(labels: pd.Index, est: np.ndarray, sd: np.ndarray, level: float) -> pd.DataFrame:
-    z = stats.norm.ppf(0.5 + level / 2)
+    z = NormalDist().inv_cdf(0.5 + level / 2)
     return pd.DataFrame(
         {"estimate": est, "sd": sd, "lower": est - z * sd, "upper": est + z * sd},
         index=labels,
@@ -354,6 +370,26 @@ def _neg2_loglik(tau: float, y, se, codes, reml: bool) -> float:
     return float(value)
 
 
+def _neg2_loglik_grid(taus: np.ndarray, y, se, codes, reml: bool) -> np.ndarray:
+    """:func:`_neg2_loglik` at every value of ``taus`` at once, in blocks of about 4 million cells."""
+    order = np.argsort(codes, kind="stable")
+    y, se, codes = y[order], se[order], codes[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(codes) != 0])
+    out = np.empty(len(taus))
+    block = max(1, (1 << 22) // len(y))
+    for first in range(0, len(taus), block):
+        rows = slice(first, first + block)
+        v = se**2 + taus[rows, None] ** 2
+        precision = 1.0 / v
+        sum_precision = np.add.reduceat(precision, starts, axis=1)
+        mu_hat = np.add.reduceat(precision * y, starts, axis=1) / sum_precision
+        value = np.log(v).sum(axis=1) + ((y - mu_hat[:, codes]) ** 2 * precision).sum(axis=1)
+        if reml:
+            value += np.log(sum_precision).sum(axis=1)
+        out[rows] = value
+    return out
+
+
 def _estimate_tau(y, se, codes, method: str) -> float:
     n_groups = codes.max() + 1
     if len(y) <= n_groups:
@@ -375,7 +411,7 @@ def _estimate_tau(y, se, codes, method: str) -> float:
     upper = 2.0 * spread + float(se.max())
     for _ in range(20):  # widen the search until the optimum is inside it
         grid = upper * np.linspace(0.0, 1.0, 201) ** 2  # denser near tau = 0
-        values = np.array([objective(t) for t in grid])
+        values = _neg2_loglik_grid(grid, y, se, codes, reml)
         k = int(np.argmin(values))
         if k < len(grid) - 1:
             break
@@ -386,6 +422,8 @@ def _estimate_tau(y, se, codes, method: str) -> float:
     if k <= 1 and score(0.0) >= 0:
         # Karush-Kuhn-Tucker: the likelihood falls as tau^2 leaves 0, so the maximum is tau = 0 exactly
         return 0.0
+    from scipy import optimize  # here, not at import: pooling with a given tau needs no SciPy
+
     lo, hi = grid[max(k - 1, 0)], grid[k + 1]
     if score(lo) < 0 < score(hi):
         # solve the score equation: far better conditioned than minimising a flat objective

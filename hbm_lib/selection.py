@@ -3,11 +3,11 @@
 A hierarchical model pools each unit towards the mean of its group, so the grouping is a modelling
 choice: pooling creators by genre helps when genres really differ, and costs a little (one more
 standard deviation to learn) when they do not. :func:`compare_groupings` fits the model of
-:func:`hbm_lib.models.hierarchical_normal` once per candidate grouping, plus the single-population
+:func:`hbm_lib.hierarchical_normal` once per candidate grouping, plus the single-population
 (two-level) model as a baseline, and ranks them by their expected log predictive density estimated
 with PSIS-LOO (:func:`arviz.loo`, :func:`arviz.compare`).
 
-The log-likelihood that :func:`hbm_lib.models.fit` stores is the density of a unit's estimate with
+The log-likelihood that :func:`hbm_lib.fit` stores is the density of a unit's estimate with
 its own ``theta`` integrated out, ``N(y[i] | mu_group[g[i]], se[i]^2 + sigma_unit^2)``: the
 comparison asks how well each grouping predicts *a held-out unit's estimate from its group*, which
 is what a grouping is for.
@@ -16,10 +16,10 @@ is what a grouping is for.
 from __future__ import annotations
 
 import math
-import numbers
 import re
+import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,15 +29,19 @@ import pandas as pd
 import xarray as xr
 from numpy.typing import ArrayLike
 
-from hbm_lib._validation import as_finite_1d, as_labels, as_positive_1d, check_same_length, unit_labels
-from hbm_lib.models import (
-    DEFAULT_NUTS_SAMPLER,
+from hbm_lib._validation import (
     DEFAULT_SEED,
-    NutsSampler,
-    check_convergence,
-    fit,
-    hierarchical_normal,
+    align,
+    as_finite_1d,
+    as_labels,
+    as_positive_1d,
+    check_choice,
+    check_int,
+    check_same_length,
+    unit_labels,
 )
+from hbm_lib.inference import check_convergence, fit
+from hbm_lib.models import hierarchical_normal
 
 __all__ = ["GroupingComparison", "compare_groupings", "elpd_diff_z"]
 
@@ -58,14 +62,14 @@ class GroupingComparison:
         the others), ``dse``, ``p_worse``, ``diag_diff``, ``diag_elpd``, ``p`` (the effective
         number of parameters, ``p_loo``), ``elpd`` (``elpd_loo``), ``se`` and ``weight``.
     fits : dict of str to xarray.DataTree
-        The fit of every model, the baseline first, then the candidates in the order given.
+        The fit of every model, the baseline first, then the groupings in the order given.
     loo : dict of str to arviz.ELPDData
         :func:`arviz.loo` of every fit, with ``pointwise=True`` (``elpd_i``, ``pareto_k``).
     pareto_k : pandas.DataFrame
         Pareto k of every unit (rows, indexed by unit label) under every model (columns, in the
         order of ``fits``).
     convergence : pandas.DataFrame
-        :func:`hbm_lib.models.check_convergence` of every fit, indexed by ``(model, variable)``.
+        :func:`hbm_lib.check_convergence` of every fit, indexed by ``(model, variable)``.
     baseline : str
         The name of the single-population model.
     """
@@ -106,27 +110,25 @@ class GroupingComparison:
 def compare_groupings(
     y: ArrayLike,
     se: ArrayLike,
-    candidates: Mapping[str, ArrayLike],
+    groupings: Mapping[str, ArrayLike],
     *,
     units: ArrayLike | None = None,
     baseline: str = "single population",
     method: str = "stacking",
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
-    cores: int = 2,
-    target_accept: float = 0.95,
-    random_seed: int = DEFAULT_SEED,
-    nuts_sampler: NutsSampler = DEFAULT_NUTS_SAMPLER,
-    **model_kwargs: Any,
+    seed: int = DEFAULT_SEED,
+    model_options: Mapping[str, Any] | None = None,
+    fit_options: Mapping[str, Any] | None = None,
+    progress: Callable[[str], Any] | None = None,
 ) -> GroupingComparison:
     """Compare candidate groupings of the units, and no grouping, by PSIS-LOO.
 
-    For every candidate, the three-level model ``hierarchical_normal(y, se, groups=labels,
-    units=units, **model_kwargs)`` is fitted with :func:`hbm_lib.models.fit`; the two-level model
-    without groups is always added under the name ``baseline``. Each fit is seeded with
-    ``random_seed + k``, ``k = 0`` for the baseline and ``1, 2, ...`` for the candidates in the
-    order given, so the same call gives the same numbers. :func:`arviz.loo` then estimates every
+    For every candidate grouping, the three-level model ``hierarchical_normal(y, se,
+    groups=labels, units=units, **model_options)`` is fitted with ``hbm_lib.fit(model,
+    **fit_options)``; the two-level model without groups is always added under the name
+    ``baseline``. Each fit is seeded with ``seed + k``, ``k = 0`` for the baseline and ``1, 2, ...``
+    for the candidates in the order given, so the same call gives the same numbers. The sampling
+    settings are :func:`hbm_lib.fit`'s own (``hbm_lib.inference.FIT_DEFAULTS``) unless
+    ``fit_options`` changes them, retries included. :func:`arviz.loo` then estimates every
     model's expected log predictive density (ELPD) of a held-out unit's estimate, and
     :func:`arviz.compare` ranks the models.
 
@@ -147,27 +149,31 @@ def compare_groupings(
 
     Parameters
     ----------
-    y : array-like
-        Unit estimates. A pandas Series lends its index as unit labels.
-    se : array-like
-        Their standard errors, all positive (treated as known).
-    candidates : mapping of str to array-like
-        Candidate groupings: name to one group label per unit. Each needs at least two groups
-        and fewer groups than units (one group per unit is no pooling, not a grouping).
+    y, se : array-like
+        Unit estimates and their standard errors (all positive). Pandas inputs (``y``, ``se``,
+        ``units`` and every grouping) are paired by index, arrays by position.
+    groupings : mapping of str to array-like
+        Name of each candidate grouping to its group labels, one per unit, e.g.
+        ``{"genre": genre, "size quartile": size_q}``. Each needs at least two groups and may not
+        put every unit in a group of its own. Write them down before looking at the estimates.
     units : array-like, optional
         Unique unit labels (default: the index of ``y`` if it is a Series, else ``0..n-1``).
     baseline : str, default "single population"
         Name of the two-level model without groups; no candidate may use it.
     method : {"stacking", "BB-pseudo-BMA", "pseudo-BMA"}, default "stacking"
         How :func:`arviz.compare` computes the weights.
-    draws, tune, chains, cores, target_accept, nuts_sampler
-        Passed on to :func:`hbm_lib.models.fit` for every model.
-    random_seed : int
-        Seed of the first fit (the baseline); fit ``k`` uses ``random_seed + k``.
-    **model_kwargs
-        Passed on to :func:`hbm_lib.models.hierarchical_normal` for every model (priors,
+    seed : int
+        Seed of the first fit (the baseline); fit ``k`` uses ``seed + k``.
+    model_options : mapping, optional
+        Passed on to :func:`hbm_lib.hierarchical_normal` for every model (priors,
         ``parameterization``, ``unit_dim``, ``group_dim``, ...). ``sigma_group_prior`` is unused
         by the baseline.
+    fit_options : mapping, optional
+        Passed on to :func:`hbm_lib.fit` for every model (``draws``, ``target_accept``,
+        ``nuts_sampler``, ``retries``, ...; not ``seed``).
+    progress : callable, optional
+        Called with one line of text after each fit (e.g. ``progress=print``); the library
+        prints nothing itself.
 
     Returns
     -------
@@ -181,20 +187,22 @@ def compare_groupings(
         When any unit's Pareto k exceeds the threshold ``good_k`` that ArviZ uses (``min(1 -
         1/log10(S), 0.7)`` for ``S`` draws in all), naming the models, how many units and the
         largest k; ArviZ's own, less specific warning is suppressed. Also when a fit has not
-        converged (from :func:`hbm_lib.models.check_convergence`, prefixed with the model name).
+        converged (from :func:`hbm_lib.check_convergence`, prefixed with the model name).
 
     Raises
     ------
     ValueError
-        On invalid ``y``, ``se`` or ``units``; empty ``candidates``; a candidate with the wrong
-        number of labels, a missing label, a single group or one group per unit; a candidate named
-        like ``baseline``; an unknown ``method``; or ``groups`` among ``model_kwargs``.
+        On invalid or mislabelled ``y``, ``se`` or ``units``; empty ``groupings``; a grouping with
+        the wrong number of labels, a missing label, a single group or one group per unit; a
+        grouping named like ``baseline``; an unknown ``method``; or ``groups`` among
+        ``model_options``.
     TypeError
-        When ``candidates`` is not a mapping, or a name is not a string.
+        When ``groupings`` is not a mapping, a name is not a string, or an option of
+        :func:`hbm_lib.fit` or :func:`hbm_lib.hierarchical_normal` is unknown.
 
     See Also
     --------
-    hbm_lib.models.hierarchical_normal : the model fitted for every grouping.
+    hbm_lib.hierarchical_normal : the model fitted for every grouping.
     arviz.compare : the comparison table.
 
     Examples
@@ -204,8 +212,8 @@ def compare_groupings(
     >>> from hbm_lib.simulate import simulate_creator_summaries
     >>> summaries, truth = simulate_creator_summaries(60, 3, sigma_genre=0.4, seed=2)
     >>> result = compare_groupings(
-    ...     summaries["effect"], summaries["se"], {"genre": summaries["genre"]},
-    ...     units=summaries["creator"], chains=2, cores=1, random_seed=1,
+    ...     summaries["estimate"], summaries["se"], {"genre": summaries["genre"]},
+    ...     fit_options={"chains": 2, "cores": 1}, seed=1,
     ... )
     >>> sorted(result.table.index)
     ['genre', 'single population']
@@ -214,29 +222,22 @@ def compare_groupings(
     >>> result.pareto_k.shape
     (60, 2)
     """
-    y_arr = as_finite_1d(y, "y")
-    se_arr = as_positive_1d(se, "se")
-    n = check_same_length(y=y_arr, se=se_arr)
-    labels = unit_labels(units, y, n)
-    if not isinstance(baseline, str) or not baseline:
-        raise TypeError(f"baseline must be a non-empty string; got {baseline!r}")
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}; got {method!r}")
-    if isinstance(random_seed, bool) or not isinstance(random_seed, numbers.Integral) or random_seed < 0:
-        raise ValueError(f"random_seed must be an integer >= 0; got {random_seed!r}")
-    if "groups" in model_kwargs:
-        raise ValueError("groups is not an option here: the groupings come from candidates")
-    groupings = _check_candidates(candidates, n, baseline)
+    y_arr, se_arr, labels, groupings = _check_inputs(y, se, units, groupings, baseline)
+    method = check_choice(method, "method", _METHODS)
+    seed = check_int(seed, "seed", minimum=0)
+    model_options = _options(model_options, "model_options", forbidden=("groups", "units"))
+    fit_options = _options(fit_options, "fit_options", forbidden=("seed",))
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a callable such as print; got {progress!r}")
 
-    unit_dim = model_kwargs.get("unit_dim", "unit")
-    settings = dict(
-        draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept, nuts_sampler=nuts_sampler
-    )
     fits: dict[str, xr.DataTree] = {}
-    for k, (name, groups) in enumerate([(baseline, None), *groupings.items()]):
-        model = hierarchical_normal(y_arr, se_arr, groups=groups, units=labels, **model_kwargs)
-        fits[name] = fit(model, **settings, random_seed=int(random_seed) + k)
-
+    models = [(baseline, None), *groupings.items()]
+    for k, (name, groups) in enumerate(models):
+        start = time.perf_counter()
+        model = hierarchical_normal(y_arr, se_arr, groups=groups, units=labels, **model_options)
+        fits[name] = fit(model, **fit_options, seed=seed + k)
+        if progress is not None:
+            progress(f"compare_groupings: fitted {name!r} ({k + 1} of {len(models)}) in {time.perf_counter() - start:.1f} s")
     loo: dict[str, az.ELPDData] = {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_ARVIZ_PARETO_WARNING, category=UserWarning)
@@ -244,18 +245,43 @@ def compare_groupings(
             loo[name] = az.loo(idata, pointwise=True, var_name="y")
     table = az.compare(loo, method=method, round_to="none")
     _warn_pareto_k(loo)
-
+    unit_dim = model_options.get("unit_dim", labels.name or "unit")
     pareto_k = pd.DataFrame(
         {name: np.asarray(elpd.pareto_k).ravel() for name, elpd in loo.items()},
         index=pd.Index(labels, name=unit_dim),
     )
     pareto_k.columns.name = "model"
-    convergence = pd.concat(
-        {name: _convergence(name, idata) for name, idata in fits.items()}, names=["model", "variable"]
-    )
-    return GroupingComparison(
-        table=table, fits=fits, loo=loo, pareto_k=pareto_k, convergence=convergence, baseline=baseline
-    )
+    convergence = pd.concat({name: _convergence(name, idata) for name, idata in fits.items()}, names=["model", "variable"])
+    return GroupingComparison(table=table, fits=fits, loo=loo, pareto_k=pareto_k, convergence=convergence, baseline=baseline)
+
+
+def _options(options: Any, name: str, *, forbidden: tuple[str, ...]) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{name} must be a mapping of keyword arguments; got {type(options).__name__}")
+    for key in forbidden:
+        if key in options:
+            raise ValueError(f"{name}: {key!r} is set by compare_groupings itself")
+    return dict(options)
+
+
+def _check_inputs(y, se, units, groupings, baseline):
+    """Align the estimates, standard errors, labels and every grouping by label; check them."""
+    if not isinstance(groupings, Mapping):
+        raise TypeError(
+            f"groupings must be a mapping of name to group labels, e.g. {{'genre': genres}}; got {type(groupings).__name__}"
+        )
+    if not isinstance(baseline, str) or not baseline:
+        raise TypeError(f"baseline must be a non-empty string; got {baseline!r}")
+    named = {f"groupings[{k!r}]": v for k, v in groupings.items()}
+    aligned = align(y=y, se=se, units=units, **named)
+    y_arr = as_finite_1d(aligned["y"], "y")
+    se_arr = as_positive_1d(aligned["se"], "se")
+    n = check_same_length(y=y_arr, se=se_arr)
+    labels = unit_labels(aligned["units"], aligned["y"] if isinstance(aligned["y"], pd.Series) else aligned["se"], n)
+    checked = _check_groupings({k: aligned[f"groupings[{k!r}]"] for k in groupings}, n, baseline)
+    return y_arr, se_arr, labels, checked
 
 
 def elpd_diff_z(table: pd.DataFrame) -> pd.Series:
@@ -312,35 +338,30 @@ def _ratio(diff: float, dse: float) -> float:
     return diff / dse
 
 
-def _check_candidates(candidates: Any, n: int, baseline: str) -> dict[str, np.ndarray]:
-    """Validate the candidate groupings; return name -> labels (as given, one per unit)."""
-    if not isinstance(candidates, Mapping):
-        raise TypeError(
-            f"candidates must be a mapping of name to group labels, e.g. {{'genre': genres}}; "
-            f"got {type(candidates).__name__}"
-        )
-    if not candidates:
-        raise ValueError("candidates is empty; give at least one grouping, e.g. {'genre': genres}")
+def _check_groupings(groupings: Mapping[str, Any], n: int, baseline: str) -> dict[str, np.ndarray]:
+    """Validate the candidate groupings; return name -> labels (one per unit)."""
+    if not groupings:
+        raise ValueError("groupings is empty; give at least one grouping, e.g. {'genre': genres}")
     out = {}
-    for name, labels in candidates.items():
+    for name, labels in groupings.items():
         if not isinstance(name, str) or not name:
-            raise TypeError(f"candidates: names must be non-empty strings; got {name!r}")
+            raise TypeError(f"groupings: names must be non-empty strings; got {name!r}")
         if name == baseline:
             raise ValueError(
-                f"candidates: the name {name!r} is taken by the baseline (the model without groups); "
-                "rename the candidate or pass baseline=..."
+                f"groupings: the name {name!r} is taken by the baseline (the model without groups); "
+                "rename the grouping or pass baseline=..."
             )
         if labels is None:
-            raise ValueError(f"candidates[{name!r}] is None; give one group label per unit")
-        codes, categories = as_labels(labels, n, f"candidates[{name!r}]")
+            raise ValueError(f"groupings[{name!r}] is None; give one group label per unit")
+        codes, categories = as_labels(labels, n, f"groupings[{name!r}]")
         if len(categories) < 2:
             raise ValueError(
-                f"candidates[{name!r}] has a single group ({categories[0]!r}); a grouping needs at "
+                f"groupings[{name!r}] has a single group ({categories[0]!r}); a grouping needs at "
                 "least two groups (the model without groups is the baseline)"
             )
         if len(categories) == n:
             raise ValueError(
-                f"candidates[{name!r}] puts every unit in a group of its own; one group per unit is "
+                f"groupings[{name!r}] puts every unit in a group of its own; one group per unit is "
                 "no pooling, not a grouping"
             )
         out[name] = labels.to_numpy() if isinstance(labels, (pd.Series, pd.Index)) else np.asarray(labels, dtype=object)

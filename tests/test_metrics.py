@@ -83,3 +83,27 @@ def test_bad_input_raises(call, match):
 def test_score_needs_a_dataframe():
     with pytest.raises(TypeError, match="result must be a pandas DataFrame"):
         score(np.zeros(3), [1.0, 2.0, 3.0])
+
+
+def test_truth_in_another_order_is_aligned_by_label():
+    from hbm_lib.pooling import no_pooling
+
+    result = no_pooling(pd.Series([1.0, 2.0, 3.0], index=list("abc")), [1.0, 1.0, 1.0])
+    truth = pd.Series({"c": 3.0, "a": 1.0, "b": 0.0})
+    table = score(result, truth)
+    assert table.loc[0, "mse"] == pytest.approx(4.0 / 3)  # only b is off, by 2
+    assert mse(result["estimate"], truth) == pytest.approx(4.0 / 3)
+    with pytest.raises(ValueError, match="labelled by different units: 'c'"):
+        score(result, pd.Series({"a": 1.0, "b": 2.0, "d": 3.0}))
+
+
+def test_compare_methods_refuses_frames_of_other_units():
+    from hbm_lib.pooling import no_pooling
+
+    a = no_pooling(pd.Series([1.0, 2.0], index=["a", "b"]), [1.0, 1.0])
+    b = no_pooling(pd.Series([1.0, 2.0], index=["a", "c"]), [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"results\['one'\] and results\['two'\] are labelled by different units"):
+        compare_methods({"one": a, "two": b}, [0.0, 0.0])
+    # the same units in another order are fine, scored in the first frame's order
+    table = compare_methods({"one": a, "two": a.iloc[::-1]}, pd.Series({"b": 2.0, "a": 1.0}))
+    assert table["mse"].tolist() == [0.0, 0.0]

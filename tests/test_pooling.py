@@ -175,7 +175,7 @@ def test_estimate_between_own_and_pooled_mean(data, tau):
     assert np.all(out["estimate"] >= lo - slack)
     assert np.all(out["estimate"] <= hi + slack)
     assert np.all(out["lower"] <= out["upper"])
-    assert out.attrs["tau"] >= 0
+    assert np.all((out["weight"] >= 0) & (out["weight"] <= 1))
 
 
 @settings(max_examples=100, deadline=None)
@@ -186,7 +186,7 @@ def test_permuting_units_permutes_output(data, seed):
     out = partial_pooling(y, se)
     out_perm = partial_pooling(y[perm], se[perm])
     # tau is a function of the set of units, so it must not depend on their order
-    assert out_perm.attrs["tau"] == pytest.approx(out.attrs["tau"], rel=1e-6, abs=1e-9)
+    assert estimate_tau(y[perm], se[perm]) == pytest.approx(estimate_tau(y, se), rel=1e-6, abs=1e-9)
     cols = ["estimate", "sd", "weight"]
     np.testing.assert_allclose(
         out_perm[cols].to_numpy(), out[cols].to_numpy()[perm], rtol=1e-6, atol=1e-9 * (1 + np.abs(y).max())
@@ -254,3 +254,49 @@ def test_single_unit_needs_tau():
     assert partial_pooling([1.0], [1.0], tau=1.0)["estimate"].iloc[0] == 1.0
     with pytest.raises(ValueError, match="y needs at least 2 values"):
         estimate_tau([1.0], [1.0])
+
+
+# --------------------------------------------------------------------------------------------
+# labelled inputs are paired by label, never by position
+
+
+def _labelled(order):
+    y = pd.Series([1.0, 8.0, 3.0, 12.0], index=list("wxyz"))
+    se = pd.Series({"w": 1.0, "x": 4.0, "y": 2.0, "z": 6.0}).reindex(list(order))
+    return y, se
+
+
+@pytest.mark.parametrize("fn", [no_pooling, complete_pooling, partial_pooling])
+def test_standard_errors_in_another_order_are_aligned_by_label(fn):
+    aligned = fn(*_labelled("wxyz"))
+    shuffled = fn(*_labelled("zyxw"))
+    pd.testing.assert_frame_equal(shuffled, aligned)
+    assert aligned.index.tolist() == list("wxyz")
+
+
+def test_estimate_tau_is_computed_on_aligned_inputs():
+    assert estimate_tau(*_labelled("zyxw")) == estimate_tau(*_labelled("wxyz"))
+    # the same numbers paired by position would give another tau
+    y, se = _labelled("zyxw")
+    assert estimate_tau(y.to_numpy(), se.to_numpy()) != estimate_tau(*_labelled("wxyz"))
+
+
+@pytest.mark.parametrize("fn", [no_pooling, complete_pooling, partial_pooling, estimate_tau])
+def test_other_units_are_refused(fn):
+    y = pd.Series([1.0, 8.0, 3.0], index=list("abc"))
+    se = pd.Series([1.0, 4.0, 2.0], index=list("abd"))
+    with pytest.raises(ValueError, match="y and se are labelled by different units: 'c'"):
+        fn(y, se)
+
+
+def test_groups_are_aligned_and_results_keep_the_index_name():
+    y = pd.Series([1.0, 2.0, 10.0, 11.0], index=pd.Index(list("abcd"), name="county"))
+    se = pd.Series(1.0, index=y.index)
+    groups = pd.Series(["g", "g", "h", "h"], index=y.index)[::-1]
+    out = partial_pooling(y, se, groups=groups, tau=1.0)
+    assert out.index.name == "county" and out["group"].tolist() == ["g", "g", "h", "h"]
+
+
+def test_shrinkage_weight_keeps_labels():
+    w = shrinkage_weight(pd.Series([1.0, 2.0], index=["a", "b"]), 2.0)
+    assert w.index.tolist() == ["a", "b"] and w.tolist() == pytest.approx([0.8, 0.5])

@@ -20,7 +20,7 @@ from hbm_lib.simulate import simulate_creator_summaries
 
 BASELINE = "single population"
 # the library's defaults for draws and tuning (4 x 500 left R-hat at 1.012 for one model under nutpie)
-FIT = dict(draws=1000, tune=1000, chains=4, cores=2)
+FIT = dict(fit_options=dict(draws=1000, tune=1000, chains=4, cores=2))
 PARETO = "Pareto k above"
 
 
@@ -49,8 +49,7 @@ def genre_results() -> list[tuple[GroupingComparison, list[str]]]:
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
             result = compare_groupings(
-                s["effect"], s["se"], {"genre": s["genre"], "random": random_groups},
-                units=s["creator"], random_seed=seed, **FIT,
+                s["estimate"], s["se"], {"genre": s["genre"], "random": random_groups}, seed=seed, **FIT,
             )
         out.append((result, [str(w.message) for w in record]))
     return out
@@ -69,7 +68,7 @@ def flat_result() -> tuple[GroupingComparison, list[str]]:
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         result = compare_groupings(
-            y, se, {"random": random_groups, "noise quartile": noise_quartile}, random_seed=3, **FIT
+            y, se, {"random": random_groups, "noise quartile": noise_quartile}, seed=3, **FIT
         )
     return result, [str(w.message) for w in record]
 
@@ -126,7 +125,7 @@ def test_result_holds_every_model(genre_results):
 
     assert result.pareto_k.shape == (200, 3)
     assert result.pareto_k.columns.tolist() == names
-    assert result.pareto_k.index[0] == "creator 001" and result.pareto_k.index.name == "unit"
+    assert result.pareto_k.index[0] == "creator 001" and result.pareto_k.index.name == "creator"  # the user's index name
     np.testing.assert_array_equal(result.pareto_k["genre"], result.loo["genre"].pareto_k)
 
     assert result.convergence.index.names == ["model", "variable"]
@@ -152,7 +151,7 @@ def test_pareto_k_warning_for_an_outlier():
     se = np.r_[np.full(30, 0.1), 0.01]
     groups = np.r_[np.repeat(np.array(["a", "b", "c"]), 10), ["a"]]
     with pytest.warns(UserWarning, match=r"Pareto k above 0\.70 in 'single population' \(1 of 31 units, largest k = \d") as record:
-        result = compare_groupings(y, se, {"abc": groups}, random_seed=1, **FIT)
+        result = compare_groupings(y, se, {"abc": groups}, seed=1, **FIT)
     messages = [str(w.message) for w in record]
     ours = _pareto_warnings(record)
     assert len(ours) == 1 and "'abc' (1 of 31 units" in ours[0], messages
@@ -179,13 +178,13 @@ def _pareto_warnings_from(messages: list[str]) -> list[str]:
 @pytest.mark.slow
 def test_same_seed_gives_identical_tables():
     s, _ = simulate_creator_summaries(40, 4, sigma_genre=0.4, seed=3)
-    args = (s["effect"], s["se"], {"genre": s["genre"]})
-    settings = dict(units=s["creator"], draws=200, tune=200, chains=2, cores=1)
+    args = (s["estimate"], s["se"], {"genre": s["genre"]})
+    settings = dict(fit_options=dict(draws=200, tune=200, chains=2, cores=1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 2 x 200 draws do not pass the ESS check; not the point here
-        first = compare_groupings(*args, random_seed=11, **settings)
-        again = compare_groupings(*args, random_seed=11, **settings)
-        other = compare_groupings(*args, random_seed=12, **settings)
+        first = compare_groupings(*args, seed=11, **settings)
+        again = compare_groupings(*args, seed=11, **settings)
+        other = compare_groupings(*args, seed=12, **settings)
     pd.testing.assert_frame_equal(first.table, again.table)
     pd.testing.assert_frame_equal(first.pareto_k, again.pareto_k)
     assert not np.allclose(first.table["elpd"], other.table.loc[first.table.index, "elpd"])
@@ -201,8 +200,8 @@ def test_same_seed_gives_identical_tables():
 def test_every_model_runs_the_sampler_it_is_asked_for(sampler):
     s, _ = simulate_creator_summaries(40, 4, sigma_genre=0.4, seed=3)
     result = compare_groupings(
-        s["effect"], s["se"], {"genre": s["genre"]}, draws=100, tune=100, chains=2, cores=1,
-        random_seed=1, nuts_sampler=sampler,
+        s["estimate"], s["se"], {"genre": s["genre"]}, seed=1,
+        fit_options=dict(draws=100, tune=100, chains=2, cores=1, nuts_sampler=sampler),
     )
     assert [idata["posterior"].attrs["inference_library"] for idata in result.fits.values()] == [sampler] * 2
 
@@ -213,7 +212,7 @@ def test_convergence_warnings_name_the_model():
     s, _ = simulate_creator_summaries(40, 4, sigma_genre=0.4, seed=3)
     with pytest.warns(UserWarning, match=r"^model '(single population|genre)': \w+ has not converged") as record:
         result = compare_groupings(
-            s["effect"], s["se"], {"genre": s["genre"]}, draws=30, tune=30, chains=2, cores=1, random_seed=1
+            s["estimate"], s["se"], {"genre": s["genre"]}, seed=1, fit_options=dict(draws=30, tune=30, chains=2, cores=1)
         )
     not_converged = [str(w.message) for w in record if "has not converged" in str(w.message)]
     assert all(m.startswith("model '") for m in not_converged), not_converged
@@ -286,40 +285,50 @@ GOOD = {"pairs": ["a", "a", "b", "b", "c", "c"]}
         (dict(se=[0.2, 0.2, 0.0, 0.2, 0.2, 0.2]), r"se must be positive; got 0 at position 2"),
         (dict(se=[0.2] * 5), r"lengths differ: y has 6, se has 5"),
         (dict(y=[]), r"y is empty"),
-        (dict(candidates={}), r"candidates is empty"),
-        (dict(candidates={"short": ["a", "b", "a"]}), r"candidates\['short'\] must have one label per unit: expected 6, got 3"),
-        (dict(candidates={"gaps": ["a", None, "b", "b", "a", "a"]}), r"candidates\['gaps'\] has a missing label at position 1"),
-        (dict(candidates={"one": ["a"] * 6}), r"candidates\['one'\] has a single group .* needs at least two groups"),
-        (dict(candidates={"each": list("abcdef")}), r"candidates\['each'\] .*one group per unit is no pooling, not a grouping"),
-        (dict(candidates={BASELINE: GOOD["pairs"]}), r"the name 'single population' is taken by the baseline"),
-        (dict(candidates={"x": GOOD["pairs"]}, baseline="x"), r"the name 'x' is taken by the baseline"),
-        (dict(candidates={"none": None}), r"candidates\['none'\] is None"),
+        (dict(groupings={}), r"groupings is empty"),
+        (dict(groupings={"short": ["a", "b", "a"]}), r"groupings\['short'\] must have one label per unit: expected 6, got 3"),
+        (dict(groupings={"gaps": ["a", None, "b", "b", "a", "a"]}), r"groupings\['gaps'\] has a missing label at position 1"),
+        (dict(groupings={"one": ["a"] * 6}), r"groupings\['one'\] has a single group .* needs at least two groups"),
+        (dict(groupings={"each": list("abcdef")}), r"groupings\['each'\] .*one group per unit is no pooling, not a grouping"),
+        (dict(groupings={BASELINE: GOOD["pairs"]}), r"the name 'single population' is taken by the baseline"),
+        (dict(groupings={"x": GOOD["pairs"]}, baseline="x"), r"the name 'x' is taken by the baseline"),
+        (dict(groupings={"none": None}), r"groupings\['none'\] is None"),
+        (dict(groupings={"labelled": pd.Series(GOOD["pairs"], index=list("uvwxyz"))}, y=pd.Series(Y, index=list("uvwxyq"))),
+         r"y and groupings\['labelled'\] are labelled by different units: 'q'"),
         (dict(units=list("aabcde")), r"units must be unique; 'a' appears more than once"),
         (dict(method="waic"), r"method must be one of"),
-        (dict(random_seed=-1), r"random_seed must be an integer >= 0"),
-        (dict(groups=GOOD["pairs"]), r"groups is not an option here"),
-        (dict(parameterization="other"), r"parameterization must be one of"),
+        (dict(seed=-1), r"seed must be an integer >= 0"),
+        (dict(model_options={"groups": GOOD["pairs"]}), r"model_options: 'groups' is set by compare_groupings"),
+        (dict(fit_options={"seed": 3}), r"fit_options: 'seed' is set by compare_groupings"),
+        (dict(model_options={"parameterization": "other"}), r"parameterization must be one of"),
     ],
 )
 def test_bad_input_raises_value_error(kwargs, match):
-    args = {"y": Y, "se": SE, "candidates": GOOD, **kwargs}
+    args = {"y": Y, "se": SE, "groupings": GOOD, **kwargs}
     with pytest.raises(ValueError, match=match):
-        compare_groupings(args.pop("y"), args.pop("se"), args.pop("candidates"), **args)
+        compare_groupings(args.pop("y"), args.pop("se"), args.pop("groupings"), **args)
 
 
-def test_candidate_names_must_be_strings():
+def test_unknown_fit_options_are_refused_before_any_fit():
+    with pytest.raises(TypeError, match="fit\\(\\) got an unknown option 'draw'; did you mean 'draws'"):
+        compare_groupings(Y, SE, GOOD, fit_options={"draw": 10})
+    with pytest.raises(TypeError, match="compare_groupings\\(\\) got an unexpected keyword argument 'draws'"):
+        compare_groupings(Y, SE, GOOD, draws=10)
+
+
+def test_grouping_names_must_be_strings():
     with pytest.raises(TypeError, match="names must be non-empty strings; got 3"):
         compare_groupings(Y, SE, {3: GOOD["pairs"]})
-    with pytest.raises(TypeError, match="candidates must be a mapping"):
+    with pytest.raises(TypeError, match="groupings must be a mapping"):
         compare_groupings(Y, SE, [GOOD["pairs"]])
 
 
 def test_group_labels_may_be_any_hashable_and_categorical():
     # validation passes (no exception before fitting) for ints and pandas categoricals: checked via
     # the private helper so that no model is fitted
-    from hbm_lib.selection import _check_candidates
+    from hbm_lib.selection import _check_groupings
 
-    out = _check_candidates(
+    out = _check_groupings(
         {"ints": [1, 1, 2, 2, 3, 3], "cat": pd.Categorical(list("xxyyxy"))}, 6, BASELINE
     )
     assert list(out) == ["ints", "cat"]

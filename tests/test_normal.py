@@ -1,4 +1,4 @@
-"""Tests of hbm_lib.models: the hierarchical normal model in three parameterizations.
+"""Tests of hbm_lib.models.normal: the hierarchical normal model in three parameterizations.
 
 Fast tests check the model structure, the input checks, the exact conditional draws and the
 marginal likelihood against brute-force dense-matrix computations. Tests marked ``slow`` sample
@@ -26,14 +26,23 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from hbm_lib.datasets import eight_schools
-from hbm_lib.models import (
-    DEFAULT_NUTS_SAMPLER,
-    _draw_conditionals,
-    _marginal_logp,
-    check_convergence,
-    fit,
-    hierarchical_normal,
-)
+from hbm_lib.inference import DEFAULT_NUTS_SAMPLER, check_convergence, fit
+from hbm_lib.models.normal import NormalSpec, draw_conditionals, hierarchical_normal
+from hbm_lib.models.normal import marginal_logp as _marginal_logp
+
+
+def _draw_conditionals(y, se, codes, sigma_unit, sigma_group, m0, s0, rng, size=None, *, draw_theta=True):
+    """draw_conditionals on a spec built from plain arrays (scalar sigmas repeated ``size`` times)."""
+    y, se = np.asarray(y, float), np.asarray(se, float)
+    spec = NormalSpec(
+        y=y, se=se, codes=None if codes is None else np.asarray(codes, dtype=np.int64), units=pd.RangeIndex(len(y)),
+        groups=None, parameterization="marginal", mu_prior_mean=m0, mu_prior_sd=s0,
+        sigma_unit_prior=("half_normal", 1.0), sigma_group_prior=None, unit_dim="unit", group_dim="group",
+    )
+    sigma_unit = np.atleast_1d(np.asarray(sigma_unit, float))
+    if size is not None:
+        sigma_unit = np.broadcast_to(sigma_unit, (size,))
+    return draw_conditionals(spec, sigma_unit, sigma_group, rng, draw_theta=draw_theta)
 
 PARAMETERIZATIONS = ("marginal", "non_centered", "centered")
 
@@ -330,7 +339,7 @@ Y3, SE3 = [1.0, 2.0, 3.0], [1.0, 1.0, 1.0]
         (dict(groups=["a", "b"]), "groups must have one label per unit"),
         (dict(groups=["a", None, "b"]), "groups has a missing label"),
         (dict(unit_dim="chain"), "unit_dim"),
-        (dict(unit_dim="g", group_dim="g"), "unit_dim and group_dim"),
+        (dict(unit_dim="g", group_dim="g"), "group_dim must not be 'g'"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(kwargs, match):
@@ -338,101 +347,6 @@ def test_bad_input_raises_value_error_naming_the_argument(kwargs, match):
     y, se = args.pop("y"), args.pop("se")
     with pytest.raises(ValueError, match=match):
         hierarchical_normal(y, se, **args)
-
-
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        (dict(draws=0), "draws"),
-        (dict(draws=10.5), "draws"),
-        (dict(tune=-1), "tune"),
-        (dict(chains=0), "chains"),
-        (dict(cores=0), "cores"),
-        (dict(target_accept=1.0), "target_accept"),
-        (dict(target_accept=0.0), "target_accept"),
-        (dict(random_seed=None), "random_seed"),
-        (dict(random_seed=-1), "random_seed"),
-        (dict(return_inferencedata=False), "return_inferencedata"),
-        (dict(idata_kwargs={"log_likelihood": True}), "idata_kwargs"),
-        (dict(idata_kwargs={"include_transformed": True}), "idata_kwargs"),
-        (dict(nuts_sampler="numpyro"), "nuts_sampler"),
-        (dict(nuts_sampler=None), "nuts_sampler"),
-    ],
-)
-def test_fit_rejects_bad_settings_before_sampling(kwargs, match):
-    model = hierarchical_normal(Y3, SE3)
-    with pytest.raises(ValueError, match=match):
-        fit(model, **kwargs)
-
-
-def test_fit_rejects_foreign_model():
-    with pm.Model() as model:
-        pm.Normal("x")
-    with pytest.raises(ValueError, match="model must be a model built by"):
-        fit(model)
-
-
-# --------------------------------------------------------------------------------------------
-# check_convergence on hand-made draws (no sampling)
-
-
-def _fake_idata(posterior: dict, diverging: np.ndarray | None = None) -> xr.DataTree:
-    groups = {"posterior": posterior}
-    if diverging is not None:
-        groups["sample_stats"] = {"diverging": diverging}
-    return az.from_dict(groups)
-
-
-def test_check_convergence_passes_independent_draws():
-    rng = np.random.default_rng(0)
-    idata = _fake_idata(
-        {"mu": rng.normal(size=(4, 1000)), "theta": rng.normal(size=(4, 1000, 3)), "theta_offset": rng.normal(size=(4, 1000, 3))},
-        diverging=np.zeros((4, 1000), dtype=bool),
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        out = check_convergence(idata)
-    assert list(out.index) == ["mu", "theta"]  # *_offset left out by default
-    assert list(out.columns) == ["r_hat", "ess_bulk", "ess_tail", "divergences", "ok"]
-    assert out["ok"].all() and (out["divergences"] == 0).all()
-
-
-def test_check_convergence_flags_chains_that_disagree():
-    rng = np.random.default_rng(1)
-    stuck = rng.normal(size=(4, 1000, 2))
-    stuck[0, :, 1] += 3.0  # one chain of one element elsewhere: R-hat far above 1.01
-    idata = _fake_idata({"mu": rng.normal(size=(4, 1000)), "tau": stuck})
-    with pytest.warns(UserWarning, match=r"tau has not converged: r_hat = \d"):
-        out = check_convergence(idata)
-    assert out.loc["tau", "r_hat"] > 1.01
-    assert out.loc["mu", "ok"] and not out.loc["tau", "ok"]
-
-
-def test_check_convergence_counts_divergences():
-    rng = np.random.default_rng(2)
-    diverging = np.zeros((4, 1000), dtype=bool)
-    diverging[1, [5, 50, 500]] = True
-    idata = _fake_idata({"mu": rng.normal(size=(4, 1000))}, diverging=diverging)
-    with pytest.warns(UserWarning, match="3 divergent transitions"):
-        out = check_convergence(idata)
-    assert out.loc["mu", "divergences"] == 3 and not out.loc["mu", "ok"]
-    quiet = check_convergence(idata, warn=False)  # no warning, same table
-    pd.testing.assert_frame_equal(quiet, out)
-
-
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        (dict(var_names=["nope"]), "var_names"),
-        (dict(var_names=[]), "var_names"),
-        (dict(rhat_max=0.99), "rhat_max"),
-        (dict(ess_min=-1), "ess_min"),
-    ],
-)
-def test_check_convergence_bad_arguments(kwargs, match):
-    idata = _fake_idata({"mu": np.random.default_rng(3).normal(size=(2, 50))})
-    with pytest.raises(ValueError, match=match):
-        check_convergence(idata, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,7 +369,7 @@ def eight_fits() -> dict[str, xr.DataTree]:
         # the centered form needs a small step to get into the funnel's neck; the others use
         # fit's default (0.95)
         settings = {"target_accept": 0.99} if parameterization == "centered" else {}
-        fits[parameterization] = fit(model, draws=DRAWS, tune=DRAWS, random_seed=SEED, **settings)
+        fits[parameterization] = fit(model, draws=DRAWS, tune=DRAWS, seed=SEED, **settings)
     return fits
 
 
@@ -542,16 +456,16 @@ def test_same_seed_gives_identical_fits(eight_fits):
     model = hierarchical_normal(
         d["y"], d["sigma"], units=d["school"], mu_prior_sd=5.0, sigma_unit_prior=("half_cauchy", 5.0)
     )
-    again = fit(model, draws=DRAWS, tune=DRAWS, random_seed=SEED)
+    again = fit(model, draws=DRAWS, tune=DRAWS, seed=SEED)
     first = eight_fits["marginal"]
     xr.testing.assert_equal(again["posterior"], first["posterior"])
     xr.testing.assert_equal(again["log_likelihood"], first["log_likelihood"])
     # the exact draws use their own streams: dropping theta leaves mu unchanged
-    lean = fit(model, draws=DRAWS, tune=DRAWS, random_seed=SEED, keep_theta=False, keep_log_likelihood=False)
+    lean = fit(model, draws=DRAWS, tune=DRAWS, seed=SEED, keep_theta=False, keep_log_likelihood=False)
     assert "theta" not in lean["posterior"] and "log_likelihood" not in lean.children
     xr.testing.assert_equal(lean["posterior"].to_dataset(), first["posterior"].to_dataset().drop_vars(["theta", "unit"]))
     # and a different seed gives different numbers
-    other = fit(model, draws=100, tune=100, random_seed=SEED + 1)
+    other = fit(model, draws=100, tune=100, seed=SEED + 1)
     assert not np.array_equal(other["posterior"]["mu"].to_numpy(), first["posterior"]["mu"].to_numpy()[:, :100])
 
 
@@ -560,7 +474,7 @@ def test_same_seed_gives_identical_fits(eight_fits):
 def test_keep_theta_false_drops_theta(parameterization):
     d = eight_schools()
     model = hierarchical_normal(d["y"], d["sigma"], groups=list("aabbccdd"), parameterization=parameterization)
-    idata = fit(model, draws=50, tune=50, random_seed=SEED, keep_theta=False)
+    idata = fit(model, draws=50, tune=50, seed=SEED, keep_theta=False)
     assert set(idata["posterior"].data_vars) - {"mu_group_offset"} == {"mu", "sigma_unit", "sigma_group", "mu_group"}
     assert "unit" not in idata["posterior"].coords
     assert idata["log_likelihood"]["y"].shape == (4, 50, 8)  # still there: it needs no theta
@@ -571,7 +485,7 @@ def test_keep_theta_false_drops_theta(parameterization):
 def test_convergence_check_flags_a_bad_fit():
     d = eight_schools()
     model = hierarchical_normal(d["y"], d["sigma"], units=d["school"], parameterization="centered")
-    bad = fit(model, draws=100, tune=100, target_accept=0.6, random_seed=SEED)
+    bad = fit(model, draws=100, tune=100, target_accept=0.6, seed=SEED)
     with pytest.warns(UserWarning) as record:
         table = check_convergence(bad)
     messages = [str(w.message) for w in record]
@@ -592,7 +506,7 @@ def test_three_level_marginal_fit_recovers_the_truth():
     y = theta + se * rng.standard_normal(groups.size)
 
     model = hierarchical_normal(y, se, groups=groups)
-    idata = fit(model, draws=DRAWS, tune=DRAWS, random_seed=SEED)
+    idata = fit(model, draws=DRAWS, tune=DRAWS, seed=SEED)
     table = check_convergence(idata)
     assert table["ok"].all(), table
     post = idata["posterior"].dataset
@@ -650,3 +564,18 @@ def test_fit_runs_the_sampler_it_is_asked_for_with_the_same_layout():
         for idata in fits.values()
     ]
     assert layouts[0] == layouts[1]
+
+
+def test_labelled_inputs_are_paired_by_label():
+    y = pd.Series([1.0, 5.0, 2.0, 8.0], index=pd.Index(list("wxyz"), name="school"))
+    se = pd.Series({"z": 4.0, "y": 1.0, "x": 2.0, "w": 1.0})
+    groups = pd.Series({"z": "b", "y": "a", "x": "b", "w": "a"})
+    model = hierarchical_normal(y, se, groups=groups, unit_dim="school")
+    from hbm_lib.models._registry import spec_of
+
+    spec = spec_of(model)
+    np.testing.assert_array_equal(spec.se, [1.0, 2.0, 1.0, 4.0])
+    assert spec.groups.tolist() == ["a", "b"] and spec.codes.tolist() == [0, 1, 0, 1]
+    assert model.coords["school"] == ("w", "x", "y", "z")
+    with pytest.raises(ValueError, match="y and se are labelled by different units"):
+        hierarchical_normal(y, se.rename(index={"z": "q"}))
