@@ -9,16 +9,18 @@ estimates
     means between the arms of an experiment.
 models
     PyMC builders: the hierarchical normal model (two or three levels; centered, non-centered,
-    marginal), the hierarchical beta-binomial model (and its exact grid posterior), and
+    marginal), the hierarchical beta-binomial model, and
     varying-intercept, varying-slope logistic models.
 inference
-    ``fit`` (seeded NUTS with exact post-processing, strict options, retries),
+    ``fit`` (seeded NUTS with exact post-processing, strict options, retries; or the exact
+    posterior without MCMC, ``method="grid"``),
     ``check_convergence`` and ``posterior_summary``.
 decisions
     Posterior probabilities for decisions: one unit beats another, the pairwise matrix, an effect
     is positive.
 selection
-    Comparing candidate groupings by leave-one-out predictive accuracy.
+    Leave-one-out predictive accuracy (exact for the grid posterior), and comparing candidate
+    groupings by it.
 staggered
     The imputation estimator of difference-in-differences for staggered adoption, with
     cluster-robust standard errors, and the two-way fixed-effects regression it replaces.
@@ -60,7 +62,6 @@ _EXPORTS = {
     "compare_methods": "metrics",
     "hierarchical_normal": "models",
     "beta_binomial": "models",
-    "beta_binomial_grid": "models",
     "varying_slopes_logistic": "models",
     "varying_slopes_logistic_from_rows": "models",
     "fit": "inference",
@@ -84,6 +85,7 @@ _EXPORTS = {
     "GroupingComparison": "selection",
     "compare_groupings": "selection",
     "elpd_diff_z": "selection",
+    "loo": "selection",
     "shrinkage": "plots",
     "use_book_style": "plots",
     "book_style": "plots",

@@ -191,6 +191,24 @@ def check_same_length(**arrays: np.ndarray) -> int:
     return next(iter(lengths.values()))
 
 
+def check_columns(frame: Any, name: str, columns: Mapping[str, str | None]) -> None:
+    """Check that ``frame`` (the argument called ``name``) is a non-empty DataFrame holding every
+    named column once; ``columns`` maps each keyword argument to the column it names (or None)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame; got {type(frame).__name__}")
+    for argument, column in columns.items():
+        if column is not None and not isinstance(column, str):
+            raise TypeError(f"{argument} must be a column name (str); got {column!r}")
+    missing = [c for c in columns.values() if c is not None and c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} is missing column(s) {missing}; it has {list(frame.columns)}")
+    if frame.empty:
+        raise ValueError(f"{name} is empty")
+    doubled = [c for c in columns.values() if c is not None and (frame.columns == c).sum() > 1]
+    if doubled:
+        raise ValueError(f"{name} has more than one column named {doubled[0]!r}; rename them apart")
+
+
 def _label_values(labels: Any, name: str) -> np.ndarray:
     """Labels as a 1-d object array, or a ``ValueError`` for anything that is not one label per unit."""
     if isinstance(labels, (str, bytes)) or np.ndim(labels) == 0:

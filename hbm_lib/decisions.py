@@ -10,7 +10,7 @@ turns them into probabilities, estimated as the fraction of draws in which the e
   effect).
 
 They accept an :class:`xarray.DataTree` (its ``posterior`` group is used), such as the output
-of :func:`hbm_lib.fit`, :func:`hbm_lib.beta_binomial_grid` or :func:`pymc.sample`,
+of :func:`hbm_lib.fit` (either method) or :func:`pymc.sample`,
 or the posterior group itself (``idata["posterior"]`` or its :class:`xarray.Dataset`). Draws are
 pooled over ``chain`` and ``draw`` (or a stacked ``sample`` dimension).
 

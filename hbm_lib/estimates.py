@@ -17,25 +17,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from hbm_lib._validation import check_choice
+from hbm_lib._validation import check_choice, check_columns
 
 __all__ = ["group_means", "difference_in_means"]
 
 
 def _columns(rows, needed: dict[str, str | None]) -> None:
-    if not isinstance(rows, pd.DataFrame):
-        raise TypeError(f"rows must be a pandas DataFrame; got {type(rows).__name__}")
-    for argument, column in needed.items():
-        if column is not None and not isinstance(column, str):
-            raise TypeError(f"{argument} must be a column name (str); got {column!r}")
-    missing = [c for c in needed.values() if c is not None and c not in rows.columns]
-    if missing:
-        raise ValueError(f"rows is missing column(s) {missing}; it has {list(rows.columns)}")
-    if rows.empty:
-        raise ValueError("rows is empty")
-    doubled = [c for c in needed.values() if c is not None and (rows.columns == c).sum() > 1]
-    if doubled:
-        raise ValueError(f"rows has more than one column named {doubled[0]!r}; rename them apart")
+    check_columns(rows, "rows", needed)
     for argument, column in needed.items():
         if column is not None and argument != "outcome" and rows[column].isna().any():
             i = int(np.flatnonzero(rows[column].isna().to_numpy())[0])

@@ -98,7 +98,8 @@ def fit(
     every downstream function works unchanged; the posterior's attrs mark the draws as exact, which
     :func:`check_convergence` reads), and, for the normal model, an ``exact_moments`` group with the
     posterior means and sds of ``mu``, ``mu_group`` and ``theta`` (``theta_mean``, ``theta_sd``, ...)
-    without Monte Carlo error. ``tune``, ``cores``, ``target_accept``, ``nuts_sampler``,
+    without Monte Carlo error, and a ``grid`` group with the quadrature itself: the posterior mass
+    of every cell, on the cells' midpoints in ``log_sigma_unit`` (and ``log_sigma_group``). ``tune``, ``cores``, ``target_accept``, ``nuts_sampler``,
     ``retries`` and ``sampler_options`` do not apply to it.
 
     PyMC's progress bar and INFO messages are silenced for the call. With the same ``seed``,
@@ -305,9 +306,10 @@ def check_convergence(
       tail :func:`arviz.ess` at least ``ess_min``, and no divergent transitions (counted over the
       whole fit, so they fail every row: a divergent fit may be biased anywhere);
     * ``"independent draws"``: a posterior marked as exact draws (``hbm_lib_draws = "exact"`` in
-      its attrs, as from :func:`hbm_lib.beta_binomial_grid` or the conjugate route of
-      :func:`fit`) has no chains to compare, so R-hat is not computed (NaN); the ESS must still
-      reach ``ess_min``;
+      its attrs, as from ``fit(model, method="grid")`` or the conjugate route of
+      :func:`fit`) has no chains to compare, so R-hat is not computed (NaN); independent draws
+      are worth one effective draw each, so both ESS are the number of draws (not estimated), which
+      must still reach ``ess_min``;
     * ``"constant"``: a variable that does not vary over the draws (a fixed ``a`` and ``b``) has
       no R-hat or ESS (NaN) and passes.
 
@@ -385,10 +387,14 @@ def _check_variable(values: xr.DataArray, exact: bool, divergences: int, rhat_ma
     varying = np.ptp(draws, axis=(0, 1)) > 0
     if not varying.any():
         return {"r_hat": np.nan, "ess_bulk": np.nan, "ess_tail": np.nan, "divergences": divergences, "checked": "constant", "ok": True}
-    kept = xr.Dataset({"x": (("chain", "draw", "element"), draws[..., varying])})
-    bulk = float(az.ess(kept, method="bulk")["x"].min())
-    tail = float(az.ess(kept, method="tail")["x"].min())
-    r = np.nan if exact else float(az.rhat(kept)["x"].max())
+    if exact:  # independent by construction: each draw is one effective draw
+        bulk = tail = float(draws.shape[0] * draws.shape[1])
+        r = np.nan
+    else:
+        kept = xr.Dataset({"x": (("chain", "draw", "element"), draws[..., varying])})
+        bulk = float(az.ess(kept, method="bulk")["x"].min())
+        tail = float(az.ess(kept, method="tail")["x"].min())
+        r = float(az.rhat(kept)["x"].max())
     problems = []
     if not exact and not r <= rhat_max:  # also catches NaN
         problems.append(f"r_hat = {r:.3f} > {rhat_max:g}")
@@ -429,7 +435,9 @@ def posterior_summary(idata: xr.DataTree | xr.Dataset, var: str = "theta", *, pr
     pandas.DataFrame
         Indexed by the variable's labels (index named after its dimension; a scalar variable
         gives one row named after it), with columns ``estimate`` (posterior mean), ``sd``,
-        ``lower`` and ``upper``.
+        ``lower`` and ``upper``. For a fit with an ``exact_moments`` group (``fit(model,
+        method="grid")``), ``estimate`` and ``sd`` are the exact posterior mean and sd, without
+        Monte Carlo error; the interval is always from the draws.
 
     Examples
     --------
@@ -456,7 +464,11 @@ def posterior_summary(idata: xr.DataTree | xr.Dataset, var: str = "theta", *, pr
     if len(others) > 1:
         raise ValueError(f"var: {var!r} has dimensions {others}; posterior_summary takes at most one besides the draws")
     lo, hi = (values.quantile(q, dim=sample).drop_vars("quantile") for q in ((1 - prob) / 2, (1 + prob) / 2))
-    table = xr.Dataset({"estimate": values.mean(sample), "sd": values.std(sample, ddof=1), "lower": lo, "upper": hi})
+    mean, sd = values.mean(sample), values.std(sample, ddof=1)
+    exact = idata["exact_moments"] if isinstance(idata, xr.DataTree) and "exact_moments" in idata.children else None
+    if exact is not None and f"{var}_mean" in exact.data_vars:  # a grid fit: no Monte Carlo error
+        mean, sd = exact[f"{var}_mean"].variable, exact[f"{var}_sd"].variable
+    table = xr.Dataset({"estimate": mean, "sd": sd, "lower": lo, "upper": hi})
     if not others:
         return pd.DataFrame({k: [float(v)] for k, v in table.data_vars.items()}, index=pd.Index([var], name="variable"))
     frame = table.to_dataframe()[["estimate", "sd", "lower", "upper"]]

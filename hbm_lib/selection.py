@@ -5,7 +5,8 @@ choice: pooling creators by genre helps when genres really differ, and costs a l
 standard deviation to learn) when they do not. :func:`compare_groupings` fits the model of
 :func:`hbm_lib.hierarchical_normal` once per candidate grouping, plus the single-population
 (two-level) model as a baseline, and ranks them by their expected log predictive density estimated
-with PSIS-LOO (:func:`arviz.loo`, :func:`arviz.compare`).
+with PSIS-LOO (:func:`arviz.loo`, :func:`arviz.compare`), or exactly when the models are fitted
+with ``method="grid"`` (:func:`loo`).
 
 The log-likelihood that :func:`hbm_lib.fit` stores is the density of a unit's estimate with
 its own ``theta`` integrated out, ``N(y[i] | mu_group[g[i]], se[i]^2 + sigma_unit^2)``: the
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import arviz as az
+from arviz_stats.utils import ELPDDataLOOKFold
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -43,7 +45,7 @@ from hbm_lib._validation import (
 from hbm_lib.inference import check_convergence, fit
 from hbm_lib.models import hierarchical_normal
 
-__all__ = ["GroupingComparison", "compare_groupings", "elpd_diff_z"]
+__all__ = ["GroupingComparison", "compare_groupings", "elpd_diff_z", "loo"]
 
 _METHODS = ("stacking", "BB-pseudo-BMA", "pseudo-BMA")
 # ArviZ's own warning from az.loo; we replace it by one message naming the model(s)
@@ -64,10 +66,10 @@ class GroupingComparison:
     fits : dict of str to xarray.DataTree
         The fit of every model, the baseline first, then the groupings in the order given.
     loo : dict of str to arviz.ELPDData
-        :func:`arviz.loo` of every fit, with ``pointwise=True`` (``elpd_i``, ``pareto_k``).
+        :func:`loo` of every fit, pointwise (``elpd_i``; ``pareto_k`` for PSIS-LOO).
     pareto_k : pandas.DataFrame
         Pareto k of every unit (rows, indexed by unit label) under every model (columns, in the
-        order of ``fits``).
+        order of ``fits``); NaN for a model whose leave-one-out is exact.
     convergence : pandas.DataFrame
         :func:`hbm_lib.check_convergence` of every fit, indexed by ``(model, variable)``.
     baseline : str
@@ -128,9 +130,11 @@ def compare_groupings(
     ``baseline``. Each fit is seeded with ``seed + k``, ``k = 0`` for the baseline and ``1, 2, ...``
     for the candidates in the order given, so the same call gives the same numbers. The sampling
     settings are :func:`hbm_lib.fit`'s own (``hbm_lib.inference.FIT_DEFAULTS``) unless
-    ``fit_options`` changes them, retries included. :func:`arviz.loo` then estimates every
-    model's expected log predictive density (ELPD) of a held-out unit's estimate, and
-    :func:`arviz.compare` ranks the models.
+    ``fit_options`` changes them, retries included. :func:`loo` then gives every model's expected
+    log predictive density (ELPD) of a held-out unit's estimate, by PSIS-LOO (:func:`arviz.loo`)
+    for NUTS fits and exactly for ``fit_options={"method": "grid"}`` (no Pareto k then, and no
+    Monte Carlo error: the fast route when many comparisons are run), and :func:`arviz.compare`
+    ranks the models.
 
     How to read the table. ``elpd`` (the ELPD estimated by PSIS-LOO) is on the log scale, higher
     is better, and only differences between models on the same units mean anything.
@@ -207,20 +211,21 @@ def compare_groupings(
 
     Examples
     --------
-    Sixty simulated creators in three genres (a few seconds):
+    Sixty simulated creators in three genres, on the exact route (a fraction of a second; leave
+    out ``fit_options`` for NUTS and PSIS-LOO):
 
     >>> from hbm_lib.simulate import simulate_creator_summaries
     >>> summaries, truth = simulate_creator_summaries(60, 3, sigma_genre=0.4, seed=2)
     >>> result = compare_groupings(
     ...     summaries["estimate"], summaries["se"], {"genre": summaries["genre"]},
-    ...     fit_options={"chains": 2, "cores": 1}, seed=1,
+    ...     fit_options={"method": "grid"}, seed=1,
     ... )
     >>> sorted(result.table.index)
     ['genre', 'single population']
     >>> round(float(result.table["weight"].sum()), 6)
     1.0
-    >>> result.pareto_k.shape
-    (60, 2)
+    >>> result.table.index[0], result.loo["genre"].kind
+    ('genre', 'loo_kfold')
     """
     y_arr, se_arr, labels, groupings = _check_inputs(y, se, units, groupings, baseline)
     method = check_choice(method, "method", _METHODS)
@@ -238,21 +243,22 @@ def compare_groupings(
         fits[name] = fit(model, **fit_options, seed=seed + k)
         if progress is not None:
             progress(f"compare_groupings: fitted {name!r} ({k + 1} of {len(models)}) in {time.perf_counter() - start:.1f} s")
-    loo: dict[str, az.ELPDData] = {}
+    elpds: dict[str, az.ELPDData] = {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_ARVIZ_PARETO_WARNING, category=UserWarning)
         for name, idata in fits.items():
-            loo[name] = az.loo(idata, pointwise=True, var_name="y")
-    table = az.compare(loo, method=method, round_to="none")
-    _warn_pareto_k(loo)
+            elpds[name] = loo(idata)
+    table = az.compare(elpds, method=method, round_to="none")
+    _warn_pareto_k(elpds)
     unit_dim = model_options.get("unit_dim", labels.name or "unit")
     pareto_k = pd.DataFrame(
-        {name: np.asarray(elpd.pareto_k).ravel() for name, elpd in loo.items()},
+        {name: np.full(len(labels), np.nan) if elpd.pareto_k is None else np.asarray(elpd.pareto_k).ravel()
+         for name, elpd in elpds.items()},
         index=pd.Index(labels, name=unit_dim),
     )
     pareto_k.columns.name = "model"
     convergence = pd.concat({name: _convergence(name, idata) for name, idata in fits.items()}, names=["model", "variable"])
-    return GroupingComparison(table=table, fits=fits, loo=loo, pareto_k=pareto_k, convergence=convergence, baseline=baseline)
+    return GroupingComparison(table=table, fits=fits, loo=elpds, pareto_k=pareto_k, convergence=convergence, baseline=baseline)
 
 
 def _options(options: Any, name: str, *, forbidden: tuple[str, ...]) -> dict[str, Any]:
@@ -282,6 +288,87 @@ def _check_inputs(y, se, units, groupings, baseline):
     labels = unit_labels(aligned["units"], aligned["y"] if isinstance(aligned["y"], pd.Series) else aligned["se"], n)
     checked = _check_groupings({k: aligned[f"groupings[{k!r}]"] for k in groupings}, n, baseline)
     return y_arr, se_arr, labels, checked
+
+
+LOO_METHODS = ("auto", "exact", "psis")
+#: Share of a unit's leave-one-out posterior in the outermost cells of the grid above which
+#: :func:`loo` warns that the exact value may be off (the grid was chosen for all the data).
+LOO_EDGE_MASS = 1e-3
+
+
+def loo(idata: xr.DataTree, *, method: str = "auto") -> az.ELPDData:
+    """Leave-one-out expected log predictive density of a fit: exact where the fit allows, else PSIS.
+
+    A :func:`hbm_lib.hierarchical_normal` model fitted with ``fit(model, method="grid")`` carries
+    the exact leave-one-out densities ``log p(y_i | y_-i)`` of every unit (its ``exact_loo`` group,
+    computed by quadrature with the unit left out: no refits, no importance sampling, no Monte
+    Carlo error). ``method="auto"`` uses them when present and PSIS-LOO (:func:`arviz.loo`)
+    otherwise; ``"exact"`` insists on them and ``"psis"`` ignores them. The exact result is an
+    :class:`arviz_stats.utils.ELPDDataLOOKFold` with one fold per unit (exact leave-one-out is
+    n-fold cross-validation), so :func:`arviz.compare` takes it like any other: ``pareto_k`` is
+    None (there is nothing to smooth), ``p`` is ``sum(lpd_i - elpd_i)`` with ``lpd_i`` the exact
+    full-data predictive density, and ``se`` is ``sqrt(n var(elpd_i))`` as for PSIS-LOO.
+
+    Parameters
+    ----------
+    idata : xarray.DataTree
+        A fit with a ``log_likelihood`` group (PSIS) or an ``exact_loo`` group (exact).
+    method : {"auto", "exact", "psis"}, default "auto"
+
+    Returns
+    -------
+    arviz.ELPDData
+        With pointwise ``elpd_i`` (and ``pareto_k`` for PSIS-LOO).
+
+    Warns
+    -----
+    UserWarning
+        For an exact result when more than 0.1% of some unit's leave-one-out posterior lies in the
+        outermost cells of the grid (the unit moves the posterior so much that the grid chosen for
+        all the data may cut its leave-one-out posterior short).
+
+    Raises
+    ------
+    ValueError
+        When ``method="exact"`` and the fit has no ``exact_loo`` group, or ``method`` is unknown.
+
+    Examples
+    --------
+    >>> from hbm_lib import eight_schools, fit, hierarchical_normal
+    >>> schools = eight_schools()
+    >>> idata = fit(hierarchical_normal(schools["y"], schools["sigma"]), method="grid", seed=1)
+    >>> result = loo(idata)
+    >>> result.kind, result.n_folds, round(result.elpd, 1)
+    ('loo_kfold', 8, -30.6)
+    """
+    method = check_choice(method, "method", LOO_METHODS)
+    if not isinstance(idata, xr.DataTree):
+        raise TypeError(f"idata must be an xarray.DataTree (a fit); got {type(idata).__name__}")
+    has_exact = "exact_loo" in idata.children
+    if method == "exact" and not has_exact:
+        raise ValueError(
+            "method='exact': this fit has no exact_loo group; exact leave-one-out comes with "
+            "fit(hierarchical_normal(...), method='grid') (with keep_log_likelihood=True)"
+        )
+    if method == "psis" or not has_exact:
+        return az.loo(idata, pointwise=True, var_name="y")
+    exact = idata["exact_loo"].to_dataset()
+    elpd_i, lpd_i = exact["elpd_i"], exact["lpd_i"]
+    n = elpd_i.size
+    if exact.attrs.get("edge_mass", 0.0) > LOO_EDGE_MASS:
+        warnings.warn(
+            f"exact leave-one-out: up to {exact.attrs['edge_mass']:.1%} of a unit's leave-one-out posterior "
+            "lies at the edge of the grid, so its elpd may be off; look for the unit whose estimate "
+            "moves the posterior most",
+            UserWarning,
+            stacklevel=2,
+        )
+    posterior = idata["posterior"]
+    return ELPDDataLOOKFold(
+        elpd=float(elpd_i.sum()), se=float(np.sqrt(n * elpd_i.var())), p=float((lpd_i - elpd_i).sum()),
+        n_samples=int(posterior.sizes["chain"] * posterior.sizes["draw"]), n_data_points=n, scale="log",
+        warning=False, good_k=None, elpd_i=elpd_i, n_folds=n, p_kfold_i=lpd_i - elpd_i,
+    )
 
 
 def elpd_diff_z(table: pd.DataFrame) -> pd.Series:
@@ -372,6 +459,8 @@ def _warn_pareto_k(loo: Mapping[str, az.ELPDData]) -> None:
     """One UserWarning naming every model with a unit's Pareto k above ArviZ's ``good_k``."""
     problems = []
     for name, elpd in loo.items():
+        if elpd.pareto_k is None:  # exact leave-one-out: nothing was importance-sampled
+            continue
         k = np.asarray(elpd.pareto_k, dtype=float).ravel()
         good_k = float(elpd.good_k)
         bad = k > good_k

@@ -113,7 +113,7 @@ def test_bad_per_unit_input_names_the_argument(call, argument, kwargs):
         (lambda: hbm_lib.hierarchical_normal(Y, SE, mu_prior_sd=True), "mu_prior_sd must be a finite number"),
         (lambda: hbm_lib.beta_binomial([1, 2], [3, 1]), "successes must not exceed trials"),
         (lambda: hbm_lib.beta_binomial([1, 2], [3, 4], units=["a", "a"]), "units must be unique"),
-        (lambda: hbm_lib.beta_binomial_grid([1, 2], [3, 4], seed="x"), "seed must be a non-negative integer"),
+        (lambda: hbm_lib.fit(hbm_lib.beta_binomial([1, 2], [3, 4]), method="grid", seed="x"), "seed must be a non-negative integer"),
         (lambda: hbm_lib.varying_slopes_logistic([1, 2], [3, 4], ["a", "b"], [0, 1]), "groups: 'b' has no data in the control"),
         (lambda: hbm_lib.mse([1.0, 2.0], [1.0]), "lengths differ: estimate has 2, truth has 1"),
         (lambda: hbm_lib.coverage([0.0, 2.0], [1.0, 1.0], [0.5, 0.5]), "lower must not exceed upper"),

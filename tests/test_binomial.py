@@ -28,7 +28,13 @@ from scipy import special, stats
 from hbm_lib.decisions import prob_greater, prob_positive
 from hbm_lib.inference import check_convergence, fit
 from hbm_lib.models._binomial_grid import BetaBinomialGrid, log_rising
-from hbm_lib.models.binomial import beta_binomial, beta_binomial_grid, betabinom_logpmf
+from hbm_lib.models.binomial import beta_binomial, betabinom_logpmf
+
+
+def beta_binomial_grid(successes, trials, *, seed=0, n_draws=4000, units=None, unit_dim="unit"):
+    """The exact grid posterior through fit(method="grid"), one chain of n_draws draws."""
+    model = beta_binomial(successes, trials, units=units, unit_dim=unit_dim)
+    return fit(model, method="grid", chains=1, draws=n_draws, seed=seed)
 
 Z = 3.5
 SEED = 20240601
@@ -190,8 +196,11 @@ def test_grid_layout_and_reproducibility():
     np.testing.assert_allclose(post["a"] / post["kappa"], post["phi"], rtol=1e-12)
     np.testing.assert_allclose(np.log(post["kappa"]), post["log_kappa"], rtol=1e-12)
     np.testing.assert_array_equal(idata["observed_data"]["successes"], BOOK_Y)
-    again = beta_binomial_grid(BOOK_Y, BOOK_N, units=VARIANTS, unit_dim="variant", seed=np.random.default_rng(3), n_draws=500)
+    again = beta_binomial_grid(BOOK_Y, BOOK_N, units=VARIANTS, unit_dim="variant", seed=3, n_draws=500)
     xr.testing.assert_identical(again["posterior"].to_dataset(), idata["posterior"].to_dataset())
+    # a Generator as the seed: reproducible from the same state
+    first, second = (beta_binomial_grid(BOOK_Y, BOOK_N, seed=np.random.default_rng(9), n_draws=50) for _ in range(2))
+    xr.testing.assert_identical(first["posterior"].to_dataset(), second["posterior"].to_dataset())
     other = beta_binomial_grid(BOOK_Y, BOOK_N, units=VARIANTS, unit_dim="variant", seed=4, n_draws=500)
     assert not np.array_equal(other["posterior"]["phi"], post["phi"])
     # the decision helpers work on it
@@ -259,10 +268,6 @@ def test_grid_density_matches_the_model():
 def test_beta_binomial_bad_input(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         beta_binomial(*args, **kwargs)
-    grid_kwargs = {k: v for k, v in kwargs.items() if k in ("units", "unit_dim")}
-    if set(kwargs) <= {"units", "unit_dim"}:  # same checks in the grid
-        with pytest.raises(ValueError, match=match):
-            beta_binomial_grid(*args, seed=0, **grid_kwargs)
 
 
 def test_fixed_prior_allows_data_without_interior_counts():
@@ -274,17 +279,21 @@ def test_fixed_prior_allows_data_without_interior_counts():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(n_draws=0), "n_draws"),
-        (dict(grid_size=10), "grid_size"),
-        (dict(grid_size=50.0), "grid_size"),
+        (dict(draws=0), "draws"),
         (dict(seed="seed"), "seed"),
         (dict(seed=-1), "seed"),
+        (dict(sampler_options={"init": "auto"}), "options of NUTS"),
     ],
 )
 def test_grid_bad_settings(kwargs, match):
-    kwargs = {"seed": 0, **kwargs}
     with pytest.raises(ValueError, match=match):
-        beta_binomial_grid(BOOK_Y, BOOK_N, **kwargs)
+        fit(beta_binomial(BOOK_Y, BOOK_N), method="grid", **kwargs)
+
+
+def test_grid_with_fixed_a_and_b_is_the_conjugate_posterior():
+    idata = fit(beta_binomial([3, 7], [10, 10], a=1.0, b=1.0), method="grid", draws=500, seed=3)
+    again = fit(beta_binomial([3, 7], [10, 10], a=1.0, b=1.0), draws=500, seed=3)
+    xr.testing.assert_equal(idata["posterior"].to_dataset(), again["posterior"].to_dataset())
 
 
 def test_fit_settings_for_the_beta_binomial():

@@ -134,15 +134,26 @@ def test_layout_matches_a_nuts_fit_and_downstream_functions_work():
     assert post["theta"].dims == ("chain", "draw", "school") and post["theta"].shape == (2, 300, 8)
     assert post["mu_group"].dims == ("chain", "draw", "district")
     assert idata["log_likelihood"]["y"].shape == (2, 300, 8)
+    mass = idata["grid"]["mass"]
+    assert mass.dims == ("log_sigma_unit", "log_sigma_group") and float(mass.sum()) == pytest.approx(1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        table = check_convergence(idata)
+        table = check_convergence(idata)  # no warning about the library's own exact draws
+    # LOO reads the log-likelihood group (with 600 draws of 8 units a Pareto-k warning may come; not this test's business)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         assert np.isfinite(az.loo(idata).elpd)
     assert (table["checked"] == "independent draws").all() and table["r_hat"].isna().all()
     summary = posterior_summary(idata)
     exact = idata["exact_moments"]
-    # the draws' means agree with the exact ones within 4 Monte Carlo sds (600 draws)
-    assert (np.abs(summary["estimate"].to_numpy() - exact["theta_mean"].to_numpy()) < 4 * exact["theta_sd"].to_numpy() / math.sqrt(600)).all()
+    # the summary of a grid fit reports the exact mean and sd; the draws' own means agree with them
+    # within 4 Monte Carlo sds (600 draws), and the interval comes from the draws
+    np.testing.assert_array_equal(summary["estimate"], exact["theta_mean"])
+    np.testing.assert_array_equal(summary["sd"], exact["theta_sd"])
+    draw_means = post["theta"].mean(("chain", "draw")).to_numpy()
+    assert (np.abs(draw_means - exact["theta_mean"].to_numpy()) < 4 * exact["theta_sd"].to_numpy() / math.sqrt(600)).all()
+    np.testing.assert_allclose(summary["lower"], post["theta"].quantile(0.025, ("chain", "draw")))
+    assert summary.index.name == "school"
     # same seed, same draws; another seed, other draws
     xr.testing.assert_identical(fit(model, method="grid", chains=2, draws=300, seed=5)["posterior"], post)
     assert not np.array_equal(fit(model, method="grid", chains=2, draws=300, seed=6)["posterior"]["mu"], post["mu"])
@@ -197,3 +208,112 @@ def test_grid_agrees_with_nuts_on_the_marginal_model():
         a, b = post[name].to_numpy().ravel(), grid["posterior"][name].to_numpy().ravel()
         se = math.hypot(float(az.mcse(post[[name]], method="quantile", prob=0.5)[name]), np.std(b) * 1.25 / math.sqrt(b.size))
         assert abs(np.median(a) - np.median(b)) < 3.5 * se, name
+
+
+def test_box_search_settles_where_it_used_to_go_back_and_forth():
+    # a 200-creator data set whose sigma_unit posterior piles up near 0, so its lower tail reaches the
+    # DROP threshold just at an edge cell: before the trimming slack, the box was trimmed at one
+    # resolution and widened at the next until the search gave up with a warning
+    from hbm_lib import simulate_creator_summaries
+
+    data, _ = simulate_creator_summaries(200, genre_effects=[0.3] * 5, sigma_creator=0.2, min_users=300,
+                                         max_users=2000, seed=60_035)
+    model = hierarchical_normal(data["estimate"], data["se"], mu_prior_sd=1.0, sigma_unit_prior=("half_normal", 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        idata = fit(model, method="grid", draws=100, seed=0, keep_log_likelihood=False)
+    # the lower edge of the box sits where the density has fallen by at least DROP from its maximum
+    mass = idata["grid"]["mass"]
+    assert float(mass[0] / mass.max()) < math.exp(-16) and float(mass[-1] / mass.max()) < math.exp(-16)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_box_search_settles_on_random_data(seed):
+    # random sizes, spreads and true sds from 0 to large: the search never gives up, in either level
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 400))
+    se = rng.uniform(0.05, 2.0, n)
+    theta = rng.normal(0.0, float(rng.choice([0.0, 0.01, 0.3, 3.0])), n)
+    groups = rng.choice(list("abcde"), n)
+    for g in (None, groups):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fit(hierarchical_normal(rng.normal(theta, se), se, groups=g), method="grid", draws=50, seed=seed,
+                keep_log_likelihood=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# exact leave-one-out, against brute force: the evidence p(y) and p(y_-i) by a dense grid over the
+# two log standard deviations of the full multivariate normal (covariance diag(se^2 + sigma_unit^2)
+# + sigma_group^2 [same group] + mu_prior_sd^2), so log p(y_i | y_-i) = log p(y) - log p(y_-i)
+
+
+def _dense_log_evidence(y, se, codes, prior_sd=2.0, m0=0.5, s0=3.0, three_level=True, k=400):
+    s = np.linspace(-14.0, 4.0, k)
+    s_u, s_g = np.meshgrid(s, s if three_level else np.array([-np.inf]), indexing="ij")
+    su2, sg2 = np.exp(2 * s_u).ravel(), np.exp(2 * s_g).ravel()
+    same = (codes[:, None] == codes[None, :]).astype(float)
+    cov = (np.diag(se**2)[None] + su2[:, None, None] * np.eye(len(y))[None] + sg2[:, None, None] * same[None]
+           + s0**2)
+    sign, logdet = np.linalg.slogdet(cov)
+    resid = y - m0
+    quad = np.einsum("i,kij,j->k", resid, np.linalg.inv(cov), resid)
+    loglik = -0.5 * (len(y) * math.log(2 * math.pi) + logdet + quad)
+    logprior = log_sd_prior(np.exp(s_u.ravel()), ("half_normal", prior_sd)) + s_u.ravel()
+    if three_level:
+        logprior += log_sd_prior(np.exp(s_g.ravel()), ("half_normal", prior_sd)) + s_g.ravel()
+    cell = (s[1] - s[0]) ** (2 if three_level else 1)
+    return float(np.logaddexp.reduce(loglik + logprior) + math.log(cell))
+
+
+@pytest.mark.parametrize("three_level", [True, False], ids=["three_levels", "two_levels"])
+def test_exact_loo_matches_brute_force(three_level):
+    y, se, groups = TINY["y"], TINY["se"], TINY["groups"].copy()
+    groups[5] = "d"  # a unit alone in its group: leaving it out leaves a group with no data
+    codes = pd.factorize(groups)[0] if three_level else np.zeros(len(y), dtype=int)
+    model = hierarchical_normal(y, se, groups=groups if three_level else None, mu_prior_mean=0.5, mu_prior_sd=3.0,
+                                sigma_unit_prior=("half_normal", 2.0), sigma_group_prior=("half_normal", 2.0))
+    exact = fit(model, method="grid", draws=10, seed=0)["exact_loo"]
+    full = _dense_log_evidence(y, se, codes, three_level=three_level)
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        brute = full - _dense_log_evidence(y[keep], se[keep], codes[keep], three_level=three_level)
+        assert float(exact["elpd_i"][i]) == pytest.approx(brute, abs=2e-3), i
+    assert exact.attrs["edge_mass"] < 1e-4
+    # lpd_i >= elpd_i (the full-data posterior has seen y_i), and p_loo is positive but below the
+    # number of hyperparameters plus group means
+    gap = exact["lpd_i"] - exact["elpd_i"]
+    assert (gap > 0).all() and float(gap.sum()) < 8
+
+
+def test_loo_of_a_grid_fit_is_exact_and_agrees_with_psis():
+    from hbm_lib import loo
+
+    data = eight_schools()
+    model = hierarchical_normal(data["y"], data["sigma"], units=data["school"], unit_dim="school")
+    idata = fit(model, method="grid", chains=4, draws=2000, seed=3)
+    exact, psis = loo(idata), loo(idata, method="psis")
+    assert exact.kind == "loo_kfold" and exact.n_folds == 8 and exact.pareto_k is None
+    assert psis.kind == "loo" and psis.pareto_k is not None
+    # PSIS from 8000 exact draws agrees with the exact value to its Monte Carlo error (~0.01 per school)
+    np.testing.assert_allclose(psis.elpd_i.to_numpy(), exact.elpd_i.to_numpy(), atol=0.05)
+    assert exact.elpd == pytest.approx(float(exact.elpd_i.sum()))
+    assert exact.se == pytest.approx(math.sqrt(8 * float(exact.elpd_i.var())))
+
+
+def test_exact_loo_on_the_coarse_grid_matches_the_fine_one(monkeypatch):
+    # exact_loo sums over at most LOO_K = 64 cells per axis; 256 gives the same values to 1e-4
+    from hbm_lib import simulate_creator_summaries
+    from hbm_lib.models import _normal_grid as grid
+
+    data, _ = simulate_creator_summaries(200, genre_effects=[0.3] * 5, sigma_creator=0.2, min_users=300,
+                                         max_users=2000, seed=60_001)
+    spec = spec_of(hierarchical_normal(data["estimate"], data["se"], groups=data["genre"], mu_prior_sd=1.0))
+    post = NormalPosterior(spec)
+    q = quadrature(post)
+    assert q.k > grid.LOO_K  # this data set's quadrature is finer than the LOO grid
+    coarse = grid.exact_loo(post, q)
+    monkeypatch.setattr(grid, "LOO_K", 256)
+    fine = grid.exact_loo(post, grid.coarse(post, q, 256))
+    np.testing.assert_allclose(coarse["elpd_i"], fine["elpd_i"], atol=1e-4)
+    np.testing.assert_allclose(coarse["lpd_i"], fine["lpd_i"], atol=1e-4)

@@ -1,7 +1,7 @@
 """The exact posterior of the beta-binomial hyperparameters on an adaptive 2-d grid.
 
 :class:`BetaBinomialGrid` evaluates ``log p(logit(phi), log_kappa | y)`` and finds the ranges that
-hold the posterior; :func:`hbm_lib.beta_binomial_grid` places the grid and draws
+hold the posterior; ``hbm_lib.models.binomial.grid_posterior`` places the grid and draws
 from it. :func:`log_rising` (the log rising factorial, without cancellation) is shared with the
 beta-binomial pmf.
 """

@@ -12,7 +12,8 @@ smooth and its tails at most exponential):
 1. **Box.** Start from a wide box around the scale of the data, evaluate the log posterior on a
    coarse grid of cell midpoints, and move each edge until the density within ``DROP = 16`` of the
    maximum (a factor of 1e-7) lies inside with a cell to spare, widening where the edge cells are
-   above that level and trimming where they are far below (at most to the prior's support and
+   above that level and trimming past cells more than ``DROP + SLACK = 18`` below it (the gap keeps
+   the search from going back and forth; at most to the prior's support and
    ``|s - log(scale of the data)| <= 40``). So the mass left outside is below about 1e-6.
 2. **Resolution.** Evaluate on ``K`` midpoints per axis, ``K = 32, 64, ...``, until the posterior
    mean and sd of each ``log sigma`` and the posterior mean of ``mu`` change by less than
@@ -43,6 +44,10 @@ from scipy import stats
 from hbm_lib.models._priors import SdPrior
 
 DROP = 16.0  # log density below the maximum treated as negligible (exp(-16) ~ 1.1e-7)
+# the box is widened where a cell within DROP of the maximum touches an edge, but trimmed only past
+# cells below DROP + SLACK: without the gap, a cell near the threshold can be trimmed at one
+# resolution and call for widening at the next, and the search goes back and forth
+SLACK = 2.0
 START_K, MAX_K = 32, 512
 TOL = 1e-4
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -153,28 +158,30 @@ class _Box:
         for _ in range(rounds):
             s_u, s_g = self.nodes(k)
             logp = self.post.log_density(s_u, s_g)
-            keep = logp > logp.max() - DROP
-            changed = self._adjust("u", keep.any(axis=1), k)
+            keep, near = logp > logp.max() - DROP, logp > logp.max() - DROP - SLACK
+            changed = self._adjust("u", keep.any(axis=1), near.any(axis=1), k)
             if "g" in self.range:
-                changed |= self._adjust("g", keep.any(axis=0), k)
+                changed |= self._adjust("g", keep.any(axis=0), near.any(axis=0), k)
             if not changed:
                 return
         warnings.warn("the grid box search did not settle; the quadrature may miss part of the posterior", stacklevel=4)
 
-    def _adjust(self, axis: str, inside: np.ndarray, k: int) -> bool:
+    def _adjust(self, axis: str, inside: np.ndarray, near: np.ndarray, k: int) -> bool:
+        """Widen an edge that a cell of ``inside`` touches; trim past the cells of ``near``."""
         lo, hi = self.range[axis]
         step = (hi - lo) / k
         first, last = int(np.argmax(inside)), int(k - 1 - np.argmax(inside[::-1]))
+        near_first, near_last = int(np.argmax(near)), int(k - 1 - np.argmax(near[::-1]))
         lim_lo, lim_hi = self.limits[axis]
         new_lo, new_hi = lo, hi
         if first == 0 and lo > lim_lo:
             new_lo = max(lo - (hi - lo), lim_lo)
-        elif first > 2:
-            new_lo = lo + (first - 1) * step
+        elif near_first > 2:
+            new_lo = lo + (near_first - 1) * step
         if last == k - 1 and hi < lim_hi:
             new_hi = min(hi + (hi - lo), lim_hi)
-        elif last < k - 3:
-            new_hi = lo + (last + 2) * step
+        elif near_last < k - 3:
+            new_hi = lo + (near_last + 2) * step
         self.range[axis] = [new_lo, new_hi]
         return (new_lo, new_hi) != (lo, hi)
 
@@ -285,6 +292,108 @@ def exact_moments(post: NormalPosterior, q: Quadrature, keep_theta: bool) -> dic
         out[f"{name}_mean"] = m1
         out[f"{name}_sd"] = np.sqrt(np.clip(m2 - m1**2, 0.0, None))
     return out
+
+
+def exact_loo(post: NormalPosterior, q: Quadrature) -> dict[str, np.ndarray | float]:
+    """Leave-one-out predictive densities of every unit's estimate, by quadrature, without refits.
+
+    At each node ``(sigma_unit, sigma_group)`` the model is Gaussian, so the density of ``y[i]``
+    given the other units, ``p(y_i | y_-i, sigma)``, is normal in closed form: leaving unit ``i``
+    out changes only its group's precision ``P_g`` and precision-weighted sum, and through them the
+    posterior of ``mu`` (an ``O(1)`` update of the sums over groups), then the posterior of its
+    group's mean ``N(m', V')``; the density is ``N(y_i | m', se_i^2 + sigma_unit^2 + V')``. A unit
+    alone in its group leaves a group with no data, whose mean is then predicted from ``mu``.
+    Leaving the unit out also changes the posterior of the standard deviations; on the grid that is
+    an exact reweighting of the node masses, ``p(sigma | y_-i) = p(sigma | y) / p(y_i | y_-i, sigma)``
+    up to a constant, which gives ``p(y_i | y_-i) = 1 / sum_nodes mass / p(y_i | y_-i, sigma)``.
+    The same pass gives the full-data predictive density ``lpd_i = log sum_nodes mass
+    p(y_i | y, sigma)``, so ``p_loo = sum(lpd_i - elpd_i)``. Cost: ``O(K_u K_g n)``.
+
+    Returns ``elpd_i`` and ``lpd_i`` (arrays of length ``n``) and ``edge_mass``: the largest share
+    of any unit's leave-one-out mass that falls in the outermost cells of the box (the box was
+    chosen for the full-data posterior; a unit influential enough to move the posterior to the edge
+    makes this large, and the result less exact).
+    """
+    n = len(post.spec.y)
+    if q.k > LOO_K:
+        q = coarse(post, q, LOO_K)
+    with np.errstate(divide="ignore"):
+        log_mass = np.log(q.mass)  # -inf for cells without mass, which logsumexp ignores
+    step = max(1, LOO_CHUNK // q.mass.shape[1])  # units per chunk: (K_g x units) arrays stay small
+    parts = [_exact_loo_units(post, q, log_mass, np.arange(lo, min(lo + step, n))) for lo in range(0, n, step)]
+    return {"elpd_i": np.concatenate([p[0] for p in parts]), "lpd_i": np.concatenate([p[1] for p in parts]),
+            "edge_mass": float(max(p[2] for p in parts))}
+
+
+#: Elements of the (sigma_group nodes x units) arrays of :func:`exact_loo`, per chunk of units.
+LOO_CHUNK = 1 << 20
+#: Cells per axis of the grid :func:`exact_loo` sums over.
+LOO_K = 64
+
+
+def coarse(post: NormalPosterior, q: Quadrature, k: int) -> Quadrature:
+    """The posterior on ``k`` cells per axis over the box of ``q`` (the same box, fewer nodes)."""
+    box = {axis: tuple(r) for axis, r in q.box.items()}
+    s_u = _midpoints(*box["u"], k)
+    s_g = _midpoints(*box["g"], k) if "g" in box else np.array([-np.inf])
+    logp = post.log_density(s_u, s_g)
+    mass = np.exp(logp - logp.max())
+    return Quadrature(s_u, s_g, mass / mass.sum(), q.box, k, q.edge_mass)
+
+
+def _exact_loo_units(post: NormalPosterior, q: Quadrature, log_mass: np.ndarray, idx: np.ndarray):
+    """:func:`exact_loo` for the units ``idx``: their elpd_i, lpd_i and largest edge share."""
+    spec = post.spec
+    m0, s0_sq = spec.mu_prior_mean, spec.mu_prior_sd**2
+    y, c, se_sq = spec.y[idx], post.codes[idx], post.se_sq[idx]
+    edge_cols = np.zeros(q.mass.shape[1], dtype=bool)
+    edge_cols[[0, -1]] = q.three_level
+    # running log-sums over the nodes, one per unit
+    total, lpd, edge = (np.full(len(y), -np.inf) for _ in range(3))
+    for a, s in enumerate(q.s_u):
+        if not (q.mass[a] > 0.0).any():
+            continue
+        unit = post.unit_pass(float(s))
+        g = post.group_pass(unit, q.s_g)
+        sg_sq = g["sg_sq"][:, None]  # (K, 1); 0 with two levels
+        v = se_sq + math.exp(2.0 * s)  # (n,)
+        # all the data: mu ~ N(M, S), then each group's mean ~ N(m_g, V_g)
+        prec_mu = 1.0 / s0_sq + g["w"]
+        S, M = 1.0 / prec_mu, (m0 / s0_sq + g["w"] * g["ybar"]) / prec_mu
+        shrink = 1.0 + sg_sq * unit.p_g  # (K, G)
+        m_g = (sg_sq * unit.p_g * unit.ybar_g + M[:, None]) / shrink
+        V_g = sg_sq / shrink + S[:, None] / shrink**2
+        lpd = np.logaddexp(lpd, _logsumexp0(log_mass[a][:, None] + _log_normal(y, m_g[:, c], v + V_g[:, c])))
+        # unit i left out of its group c[i]: that group's precision and precision-weighted sum
+        p_left = unit.p_g[c] - 1.0 / v  # (n,)
+        alone = p_left <= 1e-12 * unit.p_g[c]  # the only unit of its group: the group has no data left
+        p_left = np.where(alone, 0.0, p_left)
+        sum_left = np.where(alone, 0.0, unit.p_g[c] * unit.ybar_g[c] - y / v)
+        shrink_left = 1.0 + sg_sq * p_left  # (K, n)
+        w_left = g["w"][:, None] - 1.0 / g["var_g"][:, c] + p_left / shrink_left
+        wy_left = (g["w"] * g["ybar"])[:, None] - unit.ybar_g[c] / g["var_g"][:, c] + sum_left / shrink_left
+        prec_left = 1.0 / s0_sq + w_left
+        S_left, M_left = 1.0 / prec_left, (m0 / s0_sq + wy_left) / prec_left
+        m_left = (sg_sq * sum_left + M_left) / shrink_left
+        V_left = sg_sq / shrink_left + S_left / shrink_left**2
+        term = log_mass[a][:, None] - _log_normal(y, m_left, v + V_left)
+        total = np.logaddexp(total, _logsumexp0(term))
+        on_edge = term if a in (0, len(q.s_u) - 1) else term[edge_cols]
+        if on_edge.size:
+            edge = np.logaddexp(edge, _logsumexp0(on_edge))
+    return -total, lpd, float(np.max(np.exp(edge - total)))
+
+
+def _logsumexp0(x: np.ndarray) -> np.ndarray:
+    """``log(sum(exp(x), axis=0))`` for a 2-d array (all ``-inf`` columns give ``-inf``)."""
+    top = x.max(axis=0)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return top + np.log(np.exp(x - top).sum(axis=0))
+
+
+def _log_normal(x: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    return -0.5 * (_LOG_2PI + np.log(var) + (x - mean) ** 2 / var)
 
 
 #: Above this many unit-draws (n x draws), ``log sigma_unit`` is drawn at the cells' nodes.

@@ -2,8 +2,8 @@
 
 ``successes[j] ~ Binomial(trials[j], rate[j])`` and ``rate[j] ~ Beta(a, b)``, with the hyperprior
 ``p(a, b) ∝ (a + b)^(-5/2)`` of Gelman et al. (BDA3, sec. 5.3), or with ``a`` and ``b`` fixed.
-:func:`beta_binomial` builds the PyMC model; :func:`beta_binomial_grid` computes the same
-posterior on a grid, without MCMC (``hbm_lib.models._binomial_grid``).
+:func:`beta_binomial` builds the PyMC model; ``fit(model, method="grid")`` computes the same
+posterior on a grid, without MCMC (:func:`grid_posterior` and ``hbm_lib.models._binomial_grid``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from hbm_lib._validation import (
 from hbm_lib.models._binomial_grid import GRID_DROP, BetaBinomialGrid, log_rising
 from hbm_lib.models._registry import register
 
-__all__ = ["beta_binomial", "beta_binomial_grid"]
+__all__ = ["beta_binomial"]
 
 PARAMETERIZATIONS = ("marginal", "centered")
 
@@ -237,24 +237,15 @@ def beta_binomial(
 
 
 
-def beta_binomial_grid(
-    successes: ArrayLike,
-    trials: ArrayLike,
-    *,
-    seed: Seed = DEFAULT_SEED,
-    n_draws: int = 4000,
-    grid_size: int = 200,
-    units: ArrayLike | None = None,
-    unit_dim: str = "unit",
-) -> xr.DataTree:
-    """Exact posterior draws of the beta-binomial model by a 2-d grid, without MCMC.
+def grid_posterior(y, n, labels, unit_dim: str, chains: int, draws: int, grid_size: int, rng) -> xr.Dataset:
+    """``chains x draws`` independent draws from the exact posterior of the beta-binomial model
+    (what ``fit(beta_binomial(...), method="grid")`` returns), as a posterior Dataset marked as exact.
 
-    The same model and hyperprior as :func:`beta_binomial` (marginal form). The posterior of
-    ``(logit(phi), log_kappa)`` is evaluated on a grid, grid cells are drawn with probability
-    proportional to their mass and a point is drawn uniformly within each chosen cell; each rate
-    is then drawn from ``Beta(a + successes, b + trials - successes)``. A call takes about 10 ms
-    for a handful of variants (the cost grows with the number of distinct counts), so a
-    simulation can run it on thousands of data sets.
+    The posterior of ``(logit(phi), log_kappa)`` is evaluated on a grid, grid cells are drawn with
+    probability proportional to their mass and a point is drawn uniformly within each chosen
+    cell; each rate is then drawn from ``Beta(a + successes, b + trials - successes)``. A call
+    takes a few tens of ms for a handful of units (the cost grows with the number of distinct
+    counts), so a simulation can run it on thousands of data sets.
 
     How the grid is placed. The grid has ``grid_size`` rows (values of ``log_kappa``) and, in each
     row, ``grid_size`` cells of ``logit(phi)`` spanning that row's own conditional range, so that
@@ -265,67 +256,11 @@ def beta_binomial_grid(
     that region covers less than half of it. So the density at every edge of the final grid is
     below ``exp(-14)`` (about 1e-6) of its peak, and the mass left outside is of that order (the
     ``log_kappa`` tails are at worst exponential, ``exp(-log_kappa / 2)``). The largest edge
-    values found are stored in ``posterior.attrs`` (``grid_edge_log_density`` for the row ends,
+    values found are stored in the posterior's attrs (``grid_edge_log_density`` for the row ends,
     ``grid_edge_log_mass`` for the first and last rows, both relative to the peak), and a
     ``UserWarning`` is issued if either exceeds -10, which only happens when a range reaches its
     hard limit (``|logit(phi)| <= 40``, ``-60 <= log_kappa <= 80``).
-
-    Parameters
-    ----------
-    successes, trials : array-like of int
-        Counts per unit, as for :func:`beta_binomial` (same checks).
-    seed : int or numpy.random.Generator
-        Seed (or generator) of the draws; a fixed default, so two calls give the same draws.
-    n_draws : int, default 4000
-        Number of posterior draws.
-    grid_size : int, default 200
-        Rows (``log_kappa``) and cells per row (``logit(phi)``) of the grid, at least 20.
-    units : array-like, optional
-        Unique unit labels, as for :func:`beta_binomial`.
-    unit_dim : str, default "unit"
-        Name of the unit dimension.
-
-    Returns
-    -------
-    xarray.DataTree
-        With a ``posterior`` group of one chain of ``n_draws`` draws holding ``phi``,
-        ``log_kappa``, ``kappa``, ``a``, ``b`` and ``rate`` (dims ``unit_dim``), the same names
-        as a :func:`hbm_lib.fit` of :func:`beta_binomial`, so that :mod:`hbm_lib.decisions` and
-        ArviZ work on both; and an ``observed_data`` group with ``successes``. The draws are
-        independent (marked so in the posterior's attrs, which :func:`hbm_lib.check_convergence`
-        reads).
-
-    Raises
-    ------
-    ValueError
-        On invalid counts or labels (as :func:`beta_binomial`), or bad ``n_draws``,
-        ``grid_size`` or ``seed``.
-
-    Examples
-    --------
-    >>> idata = beta_binomial_grid([30, 50, 55, 60], [100] * 4, units=list("ABCD"), unit_dim="variant", seed=1)
-    >>> idata["posterior"]["rate"].dims
-    ('chain', 'draw', 'variant')
-    >>> idata["posterior"]["rate"].shape
-    (1, 4000, 4)
-    >>> round(float(idata["posterior"]["phi"].mean()), 1)
-    0.5
     """
-    y, n, labels = check_binomial_counts(successes, trials, units, need_interior=True)
-    n_draws = check_int(n_draws, "n_draws", minimum=1)
-    grid_size = check_int(grid_size, "grid_size", minimum=20)
-    unit_dim = check_dim_name(unit_dim, "unit_dim")
-    rng = as_generator(seed)
-
-    posterior = grid_posterior(y, n, labels, unit_dim, 1, n_draws, grid_size, rng)
-    observed = xr.Dataset({"successes": ((unit_dim,), y.copy())}, coords={unit_dim: labels.tolist()})
-    return xr.DataTree.from_dict({"posterior": posterior, "observed_data": observed})
-
-
-
-def grid_posterior(y, n, labels, unit_dim: str, chains: int, draws: int, grid_size: int, rng) -> xr.Dataset:
-    """``chains x draws`` independent draws from the exact posterior on the adaptive grid (see
-    :func:`beta_binomial_grid`), as a posterior Dataset marked as exact draws."""
     grid = BetaBinomialGrid(y, n)
     t_lo, t_hi, seed_t, seed_lo, seed_hi = grid.find_log_kappa_range()
     t_step = (t_hi - t_lo) / grid_size
@@ -470,7 +405,7 @@ def check_successes_within_trials(y: np.ndarray, n: np.ndarray) -> None:
 def check_binomial_counts(
     successes: ArrayLike, trials: ArrayLike, units: ArrayLike | None, *, need_interior: bool
 ) -> tuple[np.ndarray, np.ndarray, pd.Index]:
-    """Shared checks of :func:`beta_binomial` and :func:`beta_binomial_grid` (aligned by label)."""
+    """The checks of :func:`beta_binomial` (aligned by label)."""
     aligned = align(successes=successes, trials=trials, units=units)
     successes, trials, units = aligned["successes"], aligned["trials"], aligned["units"]
     y = as_counts(successes, "successes")

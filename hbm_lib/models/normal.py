@@ -149,7 +149,18 @@ class NormalSpec:
             {name: (dim_of[name.rsplit("_", 1)[0]], values) for name, values in moments.items()},
             coords={k: v for k, v in coords.items() if k not in ("chain", "draw") and (k != self.unit_dim or exact_theta)},
         )
-        idata = xr.DataTree.from_dict({"posterior": posterior, "exact_moments": exact})
+        mass_dims = ("log_sigma_unit", "log_sigma_group") if self.three_level else ("log_sigma_unit",)
+        mass = q.mass if self.three_level else q.mass[:, 0]
+        nodes = {"log_sigma_unit": q.s_u, **({"log_sigma_group": q.s_g} if self.three_level else {})}
+        grid_group = xr.Dataset({"mass": (mass_dims, mass)}, coords=nodes)
+        groups = {"posterior": posterior, "exact_moments": exact, "grid": grid_group}
+        if keep_log_likelihood:  # the exact leave-one-out densities, for hbm_lib.loo
+            loo = grid.exact_loo(post, q)
+            groups["exact_loo"] = xr.Dataset(
+                {name: ((self.unit_dim,), loo[name]) for name in ("elpd_i", "lpd_i")},
+                coords={self.unit_dim: self.unit_coord}, attrs={"edge_mass": loo["edge_mass"]},
+            )
+        idata = xr.DataTree.from_dict(groups)
         if keep_log_likelihood:
             self.add_log_likelihood(idata)
         _sampling.add_observed(idata, "y", self.y, self.unit_dim, self.unit_coord)

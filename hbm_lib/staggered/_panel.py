@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from hbm_lib._validation import check_columns
+
 NEVER_TREATED = "this library codes never-treated units by a missing first_treated (NaN, None, pd.NA or NaT)"
 
 
@@ -111,19 +113,6 @@ def _objects_as_numbers(values: pd.Series, panel: pd.DataFrame, what: str) -> np
     return np.array([np.nan if m else float(v) for v, m in zip(objs, missing, strict=True)], dtype=float)
 
 
-def _check_columns(panel, columns: dict[str, str | None]) -> None:
-    if not isinstance(panel, pd.DataFrame):
-        raise TypeError(f"panel must be a pandas DataFrame; got {type(panel).__name__}")
-    for name, value in columns.items():
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"{name} must be a column name (str); got {value!r}")
-    missing = [c for c in columns.values() if c is not None and c not in panel.columns]
-    if missing:
-        raise ValueError(f"panel is missing column(s) {missing}; it has {list(panel.columns)}")
-    if len(panel) == 0:
-        raise ValueError("panel is empty")
-
-
 def _codes(column: pd.Series, panel: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
     no_label = column.isna().to_numpy()
     if no_label.any():
@@ -162,7 +151,7 @@ def _unit_constant(values: np.ndarray, u: np.ndarray, n_units: int, labels, colu
 
 def prepare(panel, unit: str, time: str, outcome: str, first_treated: str, cluster: str | None = None) -> Panel:
     """Check a long panel and encode it (see the module docstring for the conventions)."""
-    _check_columns(panel, {"unit": unit, "time": time, "outcome": outcome, "first_treated": first_treated, "cluster": cluster})
+    check_columns(panel, "panel", {"unit": unit, "time": time, "outcome": outcome, "first_treated": first_treated, "cluster": cluster})
     u, labels = _codes(panel[unit], panel, unit)
     y = _outcome(panel, outcome, labels, u)
     time_values = _period_like(panel[time], panel, time, allow_missing=False).astype(np.int64)
