@@ -43,6 +43,8 @@ book: $(STAMP) $(MATHJAX)/tex-mml-chtml.js
 	@if [ "$$(cat $(CACHE)/.hbm_lib_hash 2>/dev/null)" != "$(LIB_HASH)" ]; then \
 	  echo "hbm_lib or requirements changed: clearing the execution cache and Sphinx's environment"; \
 	  rm -rf $(CACHE) _build/.doctrees; mkdir -p $(CACHE); echo "$(LIB_HASH)" > $(CACHE)/.hbm_lib_hash; fi
+	@# the chapters run two at a time into the execution cache (one per core); the build then renders
+	$(BIN)/python chapters/_ext/execute_chapters.py
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 
 test: $(STAMP)

@@ -107,7 +107,12 @@ def check_page(page, base: str, root: Path, rel: Path, problems: list[str], exte
           broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
           mathjax: document.querySelectorAll('mjx-container').length,
           text: clone.innerText,
-          fulltext: document.body.innerText,
+          // the page's text without the library's docstring examples (an API page shows a doctest
+          // raising an error on purpose, and names PyMC's messages in prose): those are documentation,
+          // not output; cell outputs and prose stay in
+          fulltext: (() => { const c = document.body.cloneNode(true);
+                             c.querySelectorAll('div.doctest, code.docutils.literal').forEach(e => e.remove());
+                             return c.innerText; })(),
           errors: document.querySelectorAll('.output.traceback, .output.error, .cell:not(.tag_teaches-warning) .cell_output .stderr').length,
           links: [...document.querySelectorAll('a[href]')].map(a => a.href),
         };
