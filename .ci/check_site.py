@@ -115,6 +115,7 @@ def check_page(page, base: str, root: Path, rel: Path, problems: list[str], exte
                              return c.innerText; })(),
           errors: document.querySelectorAll('.output.traceback, .output.error, .cell:not(.tag_teaches-warning) .cell_output .stderr').length,
           links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+          favicon: (document.querySelector('link[rel~="icon"]') || {}).href || null,
         };
     }"""
     )
@@ -127,6 +128,11 @@ def check_page(page, base: str, root: Path, rel: Path, problems: list[str], exte
         fail(event)
     if not info["title"].strip() or "<no title>" in info["title"]:
         fail("no page title")
+    # browsers ask every site for an icon: each page must name one, and it must load
+    if not info["favicon"]:
+        fail("no favicon link")
+    elif page.request.get(info["favicon"]).status != 200:
+        fail(f"favicon does not load: {info['favicon']}")
     if info["sidebar"] == 0:
         fail("no sidebar navigation")
     for src in info["broken"]:

@@ -86,7 +86,10 @@ def main() -> int:
                 figure += 1
                 png = out / f"{name}-{figure:02d}.png"
                 png.write_bytes(base64.b64decode(data["image/png"]))
-                lines.append(f"[figure {png.name}]" + (f" caption: {GLUE_ANY.sub(lambda m: values.get(m.group(1), '?'), caption)}" if caption else ""))
+                if caption:
+                    caption = GLUE_TEXT.sub(lambda m: fmt(values.get(m.group(1), f"<MISSING {m.group(1)}>"), m.group(2)), caption)
+                    caption = GLUE_ANY.sub(lambda m: values.get(m.group(1), f"<MISSING {m.group(1)}>"), caption)
+                lines.append(f"[figure {png.name}]" + (f" caption: {caption}" if caption else ""))
             elif output.get("output_type") == "stream":
                 lines.append("[output] " + output.get("text", ""))
             elif "text/plain" in data and not output.get("metadata", {}).get("scrapbook"):
