@@ -37,7 +37,9 @@ from hbm_lib._validation import (
     as_finite_1d,
     as_labels,
     as_positive_1d,
+    check_bool,
     check_choice,
+    check_finite,
     check_int,
     check_same_length,
     unit_labels,
@@ -45,7 +47,8 @@ from hbm_lib._validation import (
 from hbm_lib.inference import check_convergence, fit
 from hbm_lib.models import hierarchical_normal
 
-__all__ = ["GroupingComparison", "compare_groupings", "elpd_diff_z", "loo"]
+__all__ = ["GroupingChoice", "GroupingComparison", "between_group_chi2", "choose_grouping", "compare_groupings",
+           "elpd_diff_z", "loo"]
 
 _METHODS = ("stacking", "BB-pseudo-BMA", "pseudo-BMA")
 # ArviZ's own warning from az.loo; we replace it by one message naming the model(s)
@@ -120,6 +123,7 @@ def compare_groupings(
     seed: int = DEFAULT_SEED,
     model_options: Mapping[str, Any] | None = None,
     fit_options: Mapping[str, Any] | None = None,
+    keep_fits: bool = True,
     progress: Callable[[str], Any] | None = None,
 ) -> GroupingComparison:
     """Compare candidate groupings of the units, and no grouping, by PSIS-LOO.
@@ -175,6 +179,12 @@ def compare_groupings(
     fit_options : mapping, optional
         Passed on to :func:`hbm_lib.fit` for every model (``draws``, ``target_accept``,
         ``nuts_sampler``, ``retries``, ...; not ``seed``).
+    keep_fits : bool, default True
+        Keep every model's fit (``fits``) and its convergence table. With ``False`` and
+        ``fit_options={"method": "grid"}`` nothing is fitted at all: each model's exact
+        leave-one-out densities come straight from its quadrature (no PyMC model, no draws),
+        the fast route for comparing many groupings on many data sets; ``fits`` and
+        ``convergence`` are then empty. With NUTS the fits are made and dropped.
     progress : callable, optional
         Called with one line of text after each fit (e.g. ``progress=print``); the library
         prints nothing itself.
@@ -235,19 +245,17 @@ def compare_groupings(
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a callable such as print; got {progress!r}")
 
-    fits: dict[str, xr.DataTree] = {}
+    keep_fits = check_bool(keep_fits, "keep_fits")
     models = [(baseline, None), *groupings.items()]
-    for k, (name, groups) in enumerate(models):
-        start = time.perf_counter()
-        model = hierarchical_normal(y_arr, se_arr, groups=groups, units=labels, **model_options)
-        fits[name] = fit(model, **fit_options, seed=seed + k)
-        if progress is not None:
-            progress(f"compare_groupings: fitted {name!r} ({k + 1} of {len(models)}) in {time.perf_counter() - start:.1f} s")
-    elpds: dict[str, az.ELPDData] = {}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_ARVIZ_PARETO_WARNING, category=UserWarning)
-        for name, idata in fits.items():
-            elpds[name] = loo(idata)
+    if not keep_fits and fit_options.get("method") == "grid":
+        fits, elpds = {}, _exact_elpds(y_arr, se_arr, labels, models, model_options, fit_options, progress)
+    else:
+        fits = _fit_models(y_arr, se_arr, labels, models, model_options, fit_options, seed, progress)
+        elpds = {}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_ARVIZ_PARETO_WARNING, category=UserWarning)
+            for name, idata in fits.items():
+                elpds[name] = loo(idata)
     table = az.compare(elpds, method=method, round_to="none")
     _warn_pareto_k(elpds)
     unit_dim = model_options.get("unit_dim", labels.name or "unit")
@@ -257,8 +265,46 @@ def compare_groupings(
         index=pd.Index(labels, name=unit_dim),
     )
     pareto_k.columns.name = "model"
-    convergence = pd.concat({name: _convergence(name, idata) for name, idata in fits.items()}, names=["model", "variable"])
+    convergence = (pd.concat({name: _convergence(name, idata) for name, idata in fits.items()}, names=["model", "variable"])
+                   if fits else pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=["model", "variable"])))
+    if not keep_fits:
+        fits = {}
     return GroupingComparison(table=table, fits=fits, loo=elpds, pareto_k=pareto_k, convergence=convergence, baseline=baseline)
+
+
+def _fit_models(y, se, labels, models, model_options, fit_options, seed, progress) -> dict[str, xr.DataTree]:
+    """Fit every model (``seed + k`` for the k-th), reporting progress."""
+    fits: dict[str, xr.DataTree] = {}
+    for k, (name, groups) in enumerate(models):
+        start = time.perf_counter()
+        model = hierarchical_normal(y, se, groups=groups, units=labels, **model_options)
+        fits[name] = fit(model, **fit_options, seed=seed + k)
+        if progress is not None:
+            progress(f"compare_groupings: fitted {name!r} ({k + 1} of {len(models)}) in {time.perf_counter() - start:.1f} s")
+    return fits
+
+
+def _exact_elpds(y, se, labels, models, model_options, fit_options, progress) -> dict[str, az.ELPDData]:
+    """Exact leave-one-out of every model straight from its quadrature: no PyMC model, no draws."""
+    from hbm_lib.models import _normal_grid as grid
+    from hbm_lib.models.normal import normal_spec
+
+    unknown = set(fit_options) - {"method", "draws", "chains", "keep_theta", "keep_log_likelihood"}
+    if unknown:
+        raise TypeError(f"fit_options: {sorted(unknown)} do not apply to the exact route")
+    elpds = {}
+    for k, (name, groups) in enumerate(models):
+        start = time.perf_counter()
+        post = grid.NormalPosterior(normal_spec(y, se, groups=groups, units=labels, **model_options))
+        q = grid.quadrature(post)
+        exact = grid.exact_loo(post, q)
+        unit_dim = post.spec.unit_dim
+        elpd_i = xr.DataArray(exact["elpd_i"], dims=[unit_dim], coords={unit_dim: post.spec.units.tolist()})
+        lpd_i = xr.DataArray(exact["lpd_i"], dims=[unit_dim], coords={unit_dim: post.spec.units.tolist()})
+        elpds[name] = _exact_elpd_data(elpd_i, lpd_i, exact["edge_mass"], n_samples=int(q.mass.size))
+        if progress is not None:
+            progress(f"compare_groupings: exact LOO of {name!r} ({k + 1} of {len(models)}) in {time.perf_counter() - start:.2f} s")
+    return elpds
 
 
 def _options(options: Any, name: str, *, forbidden: tuple[str, ...]) -> dict[str, Any]:
@@ -292,8 +338,9 @@ def _check_inputs(y, se, units, groupings, baseline):
 
 LOO_METHODS = ("auto", "exact", "psis")
 #: Share of a unit's leave-one-out posterior in the outermost cells of the grid above which
-#: :func:`loo` warns that the exact value may be off (the grid was chosen for all the data).
-LOO_EDGE_MASS = 1e-3
+#: :func:`loo` warns that the exact value may be off (the grid was chosen for all the data; the
+#: error of that unit's elpd is of the order of the mass cut off, a few times this share).
+LOO_EDGE_MASS = 1e-2
 
 
 def loo(idata: xr.DataTree, *, method: str = "auto") -> az.ELPDData:
@@ -323,7 +370,7 @@ def loo(idata: xr.DataTree, *, method: str = "auto") -> az.ELPDData:
     Warns
     -----
     UserWarning
-        For an exact result when more than 0.1% of some unit's leave-one-out posterior lies in the
+        For an exact result when more than 1% of some unit's leave-one-out posterior lies in the
         outermost cells of the grid (the unit moves the posterior so much that the grid chosen for
         all the data may cut its leave-one-out posterior short).
 
@@ -353,22 +400,148 @@ def loo(idata: xr.DataTree, *, method: str = "auto") -> az.ELPDData:
     if method == "psis" or not has_exact:
         return az.loo(idata, pointwise=True, var_name="y")
     exact = idata["exact_loo"].to_dataset()
-    elpd_i, lpd_i = exact["elpd_i"], exact["lpd_i"]
-    n = elpd_i.size
-    if exact.attrs.get("edge_mass", 0.0) > LOO_EDGE_MASS:
-        warnings.warn(
-            f"exact leave-one-out: up to {exact.attrs['edge_mass']:.1%} of a unit's leave-one-out posterior "
-            "lies at the edge of the grid, so its elpd may be off; look for the unit whose estimate "
-            "moves the posterior most",
-            UserWarning,
-            stacklevel=2,
-        )
     posterior = idata["posterior"]
+    return _exact_elpd_data(exact["elpd_i"], exact["lpd_i"], exact.attrs.get("edge_mass", 0.0),
+                            n_samples=int(posterior.sizes["chain"] * posterior.sizes["draw"]))
+
+
+def _exact_elpd_data(elpd_i: xr.DataArray, lpd_i: xr.DataArray, edge_mass: float, *, n_samples: int) -> az.ELPDData:
+    """Exact leave-one-out as ArviZ's container for n-fold cross-validation (warns at the grid's edge)."""
+    n = elpd_i.size
+    if edge_mass > LOO_EDGE_MASS:
+        warnings.warn(
+            f"exact leave-one-out: up to {edge_mass:.1%} of a unit's leave-one-out posterior lies at the "
+            "edge of the grid, so its elpd may be off; look for the unit whose estimate moves the "
+            "posterior most",
+            UserWarning,
+            stacklevel=3,
+        )
     return ELPDDataLOOKFold(
         elpd=float(elpd_i.sum()), se=float(np.sqrt(n * elpd_i.var())), p=float((lpd_i - elpd_i).sum()),
-        n_samples=int(posterior.sizes["chain"] * posterior.sizes["draw"]), n_data_points=n, scale="log",
-        warning=False, good_k=None, elpd_i=elpd_i, n_folds=n, p_kfold_i=lpd_i - elpd_i,
+        n_samples=n_samples, n_data_points=n, scale="log", warning=False, good_k=None, elpd_i=elpd_i,
+        n_folds=n, p_kfold_i=lpd_i - elpd_i,
     )
+
+
+CHOICE_RULES = ("loo", "largest_chi2")
+
+
+@dataclass(frozen=True)
+class GroupingChoice:
+    """The result of :func:`choose_grouping`.
+
+    Attributes
+    ----------
+    chosen : str
+        The grouping chosen (the baseline's name when none was chosen).
+    rule : str
+        How it was chosen.
+    statistic : pandas.Series
+        What the rule compared, per grouping: the elpd difference from the baseline in standard
+        errors of the difference (``"loo"``; 0 for the baseline), or the between-group
+        chi-squared statistic (``"largest_chi2"``).
+    comparison : GroupingComparison or None
+        The leave-one-out comparison (``"loo"`` only).
+    """
+
+    chosen: str
+    rule: str
+    statistic: pd.Series
+    comparison: GroupingComparison | None = None
+
+
+def choose_grouping(
+    y: ArrayLike,
+    se: ArrayLike,
+    groupings: Mapping[str, ArrayLike],
+    *,
+    rule: str = "loo",
+    margin: float = 2.0,
+    baseline: str = "single population",
+    model_options: Mapping[str, Any] | None = None,
+    fit_options: Mapping[str, Any] | None = None,
+    seed: int = DEFAULT_SEED,
+) -> GroupingChoice:
+    """Choose what to pool by: a rule applied to candidate groupings.
+
+    * ``rule="loo"``: :func:`compare_groupings` (with ``keep_fits=False``), then the best model
+      if it beats the single-population baseline by more than ``margin`` standard errors of the
+      difference (``dse``), else the baseline. This is the chapter's recommendation, applied to
+      groupings written down *before* looking at the estimates; the more candidates it is given,
+      the more its winner's advantage is inflated by selection.
+    * ``rule="largest_chi2"``: the grouping whose group means of the estimates differ most
+      (:func:`between_group_chi2`), with no check at all. This is the double-dipping route the
+      book measures, not a recommendation.
+
+    Parameters
+    ----------
+    y, se, groupings, baseline, model_options, fit_options, seed
+        As for :func:`compare_groupings` (``rule="loo"`` only uses the last three).
+    rule : {"loo", "largest_chi2"}, default "loo"
+    margin : float, default 2.0
+        How many ``dse`` the best model must lead the baseline by (``"loo"``).
+
+    Returns
+    -------
+    GroupingChoice
+
+    Examples
+    --------
+    >>> from hbm_lib.simulate import simulate_creator_summaries
+    >>> s, _ = simulate_creator_summaries(120, 4, sigma_genre=0.4, seed=2)
+    >>> choose_grouping(s["estimate"], s["se"], {"genre": s["genre"]}, fit_options={"method": "grid"}).chosen
+    'genre'
+    """
+    rule = check_choice(rule, "rule", CHOICE_RULES)
+    margin = check_finite(margin, "margin")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0; got {margin}")
+    if rule == "largest_chi2":
+        _check_inputs(y, se, None, groupings, baseline)
+        chi2 = pd.Series({name: between_group_chi2(y, se, labels) for name, labels in groupings.items()}, name="chi2")
+        return GroupingChoice(chosen=str(chi2.idxmax()), rule=rule, statistic=chi2)
+    comparison = compare_groupings(y, se, groupings, baseline=baseline, model_options=model_options,
+                                   fit_options=fit_options, seed=seed, keep_fits=False)
+    z = comparison.versus()["z"].rename("z")
+    best = str(z.idxmax())
+    chosen = best if best != baseline and z[best] > margin else baseline
+    return GroupingChoice(chosen=chosen, rule=rule, statistic=z, comparison=comparison)
+
+
+def between_group_chi2(y: ArrayLike, se: ArrayLike, groups: ArrayLike) -> float:
+    """Precision-weighted chi-squared statistic of the differences between group means.
+
+    ``sum_g W_g (ybar_g - ybar)^2`` with ``W_g = sum_{i in g} 1/se_i^2``, ``ybar_g`` the
+    precision-weighted mean of group ``g`` and ``ybar`` that of all units: Cochran's ``Q`` between
+    groups, about chi-squared with ``G - 1`` degrees of freedom when the groups share one mean and
+    the units one effect. It measures how different the groups' estimates *look*; the book uses it
+    to show what choosing the grouping that looks most different does (the double-dipping trap),
+    not as a way to choose one.
+
+    Parameters
+    ----------
+    y, se : array-like
+        Unit estimates and their positive standard errors (pandas inputs aligned by label).
+    groups : array-like
+        One group label per unit.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(between_group_chi2([0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0], ["a", "a", "b", "b"]), 6)
+    4.0
+    """
+    aligned = align(y=y, se=se, groups=groups)
+    y_arr = as_finite_1d(aligned["y"], "y")
+    se_arr = as_positive_1d(aligned["se"], "se")
+    n = check_same_length(y=y_arr, se=se_arr)
+    codes, _ = as_labels(aligned["groups"], n, "groups")
+    w = 1.0 / se_arr**2
+    w_g, wy_g = np.bincount(codes, weights=w), np.bincount(codes, weights=w * y_arr)
+    return float(np.sum(w_g * (wy_g / w_g - wy_g.sum() / w_g.sum()) ** 2))
 
 
 def elpd_diff_z(table: pd.DataFrame) -> pd.Series:

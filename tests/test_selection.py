@@ -266,6 +266,49 @@ def test_loo_methods_and_refusals():
         loo(no_loo, method="exact")
 
 
+def test_fast_exact_route_equals_the_fitted_one():
+    # keep_fits=False with the grid: no PyMC model and no draws, the same exact LOO
+    s, _ = simulate_creator_summaries(80, 4, sigma_genre=0.3, seed=4)
+    groupings = {"genre": s["genre"], "halves": np.where(np.arange(80) < 40, "first", "second")}
+    fitted = compare_groupings(s["estimate"], s["se"], groupings, seed=2, fit_options={"method": "grid"})
+    messages = []
+    fast = compare_groupings(s["estimate"], s["se"], groupings, seed=2, fit_options={"method": "grid"},
+                             keep_fits=False, progress=messages.append)
+    assert fast.fits == {} and fast.convergence.empty
+    pd.testing.assert_frame_equal(fast.table, fitted.table)
+    for name in fitted.loo:
+        np.testing.assert_array_equal(fast.loo[name].elpd_i, fitted.loo[name].elpd_i)
+    assert len(messages) == 3 and messages[0].startswith("compare_groupings: exact LOO of 'single population'")
+    with pytest.raises(TypeError, match="do not apply to the exact route"):
+        compare_groupings(s["estimate"], s["se"], groupings, fit_options={"method": "grid", "target_accept": 0.9},
+                          keep_fits=False)
+    with pytest.raises(TypeError, match="keep_fits must be"):
+        compare_groupings(s["estimate"], s["se"], groupings, fit_options={"method": "grid"}, keep_fits="no")
+
+
+def test_between_group_chi2_known_answers_and_checks():
+    from hbm_lib.selection import between_group_chi2
+
+    # two groups of two units, means 0 and 2, unit se: W_g = 2 each, grand mean 1, Q = 2 + 2
+    assert between_group_chi2([0.0, 0.0, 2.0, 2.0], [1.0] * 4, ["a", "a", "b", "b"]) == pytest.approx(4.0)
+    # one group: no between-group spread; identical group means: zero
+    assert between_group_chi2([0.0, 1.0, 2.0], [1.0] * 3, ["a"] * 3) == pytest.approx(0.0)
+    assert between_group_chi2([0.0, 1.0, 0.0, 1.0], [1.0] * 4, ["a", "a", "b", "b"]) == pytest.approx(0.0)
+    # precision weighting: a precise unit pulls its group's mean
+    q = between_group_chi2([0.0, 3.0, 1.0], [1.0, 0.1, 1.0], ["a", "a", "b"])
+    w_a, m_a = 1.0 + 100.0, (0.0 + 300.0) / 101.0
+    grand = (300.0 + 1.0) / 102.0
+    assert q == pytest.approx(w_a * (m_a - grand) ** 2 + 1.0 * (1.0 - grand) ** 2)
+    # labelled inputs are aligned by label
+    y = pd.Series([0.0, 2.0, 0.0, 2.0], index=list("wxyz"))
+    g = pd.Series(["a", "b", "a", "b"], index=list("wxyz"))
+    assert between_group_chi2(y, pd.Series(1.0, index=list("zyxw")), g.iloc[::-1]) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="se"):
+        between_group_chi2([0.0, 1.0], [1.0, 0.0], ["a", "b"])
+    with pytest.raises(ValueError, match="groups must have one label per unit"):
+        between_group_chi2([0.0, 1.0], [1.0, 1.0], ["a"])
+
+
 # --------------------------------------------------------------------------------------------
 # the Pareto-k warning logic, on crafted ELPDData (fast)
 
@@ -380,3 +423,40 @@ def test_group_labels_may_be_any_hashable_and_categorical():
     )
     assert list(out) == ["ints", "cat"]
     assert out["cat"].tolist() == list("xxyyxy")
+
+
+def test_exact_loo_warns_when_a_unit_moves_the_posterior_off_the_grid():
+    # the outlier of the Pareto-k test: with it, sigma_unit is about 1; without it, about 0, far
+    # outside the grid chosen for all the data, so its exact leave-one-out value cannot be trusted
+    from hbm_lib import fit, hierarchical_normal
+
+    rng = np.random.default_rng(5)
+    y = np.r_[rng.normal(0.0, 0.1, 30), 5.0]
+    se = np.r_[np.full(30, 0.1), 0.01]
+    idata = fit(hierarchical_normal(y, se), method="grid", draws=100, seed=0)
+    with pytest.warns(UserWarning, match="lies at the edge of the grid"):
+        loo(idata)
+
+
+def test_choose_grouping_rules():
+    from hbm_lib.selection import between_group_chi2, choose_grouping
+
+    s, _ = simulate_creator_summaries(150, 5, sigma_genre=0.4, sigma_creator=0.15, min_users=300, seed=3)
+    rng = np.random.default_rng(0)
+    groupings = {"genre": s["genre"], "noise": rng.integers(0, 4, len(s)).astype(str)}
+    exact = {"method": "grid"}
+    by_loo = choose_grouping(s["estimate"], s["se"], groupings, fit_options=exact)
+    assert by_loo.chosen == "genre" and by_loo.rule == "loo" and by_loo.statistic["single population"] == 0.0
+    assert by_loo.statistic["genre"] > 2.0 and by_loo.comparison is not None
+    # a grouping that cannot help is not chosen: the baseline stays
+    noise_only = choose_grouping(s["estimate"], s["se"], {"noise": groupings["noise"]}, fit_options=exact)
+    assert noise_only.chosen == "single population"
+    # an impossible margin keeps the baseline even when genre leads
+    assert choose_grouping(s["estimate"], s["se"], groupings, fit_options=exact, margin=1e6).chosen == "single population"
+    by_chi2 = choose_grouping(s["estimate"], s["se"], groupings, rule="largest_chi2")
+    assert by_chi2.chosen == "genre" and by_chi2.comparison is None
+    assert by_chi2.statistic["noise"] == pytest.approx(between_group_chi2(s["estimate"], s["se"], groupings["noise"]))
+    with pytest.raises(ValueError, match="rule must be one of"):
+        choose_grouping(s["estimate"], s["se"], groupings, rule="aic")
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        choose_grouping(s["estimate"], s["se"], groupings, margin=-1.0)

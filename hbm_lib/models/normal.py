@@ -307,6 +307,29 @@ def hierarchical_normal(
     return register(model, spec)
 
 
+def normal_spec(
+    y: ArrayLike,
+    se: ArrayLike,
+    *,
+    groups: ArrayLike | None = None,
+    units: ArrayLike | None = None,
+    parameterization: Parameterization = "marginal",
+    mu_prior_mean: float = 0.0,
+    mu_prior_sd: float = 10.0,
+    sigma_unit_prior: SdPrior = ("half_normal", 5.0),
+    sigma_group_prior: SdPrior = ("half_normal", 5.0),
+    unit_dim: str = "unit",
+    group_dim: str = "group",
+) -> NormalSpec:
+    """The checked description of the model :func:`hierarchical_normal` would build, without the
+    PyMC model: what the exact-posterior routes need when many models are compared (same
+    arguments, same checks, same defaults)."""
+    return _normal_spec(
+        y, se, groups, units, parameterization, mu_prior_mean, mu_prior_sd, sigma_unit_prior,
+        sigma_group_prior, unit_dim, group_dim,
+    )
+
+
 def _normal_spec(
     y, se, groups, units, parameterization, mu_prior_mean, mu_prior_sd, sigma_unit_prior, sigma_group_prior, unit_dim, group_dim
 ) -> NormalSpec:
