@@ -149,11 +149,12 @@ def _unit_constant(values: np.ndarray, u: np.ndarray, n_units: int, labels, colu
     return per_unit
 
 
-def prepare(panel, unit: str, time: str, outcome: str, first_treated: str, cluster: str | None = None) -> Panel:
-    """Check a long panel and encode it (see the module docstring for the conventions)."""
+def prepare(panel, unit: str, time: str, outcome: str | None, first_treated: str, cluster: str | None = None) -> Panel:
+    """Check a long panel and encode it (see the module docstring for the conventions); without an
+    ``outcome`` column (``None``) the outcomes are zeros."""
     check_columns(panel, "panel", {"unit": unit, "time": time, "outcome": outcome, "first_treated": first_treated, "cluster": cluster})
     u, labels = _codes(panel[unit], panel, unit)
-    y = _outcome(panel, outcome, labels, u)
+    y = _outcome(panel, outcome, labels, u) if outcome is not None else np.zeros(len(panel))
     time_values = _period_like(panel[time], panel, time, allow_missing=False).astype(np.int64)
     periods, t = np.unique(time_values, return_inverse=True)
     N, T = len(labels), len(periods)

@@ -107,8 +107,9 @@ def _unit_solutions(fe: TwoWayFE, u1: np.ndarray, t1: np.ndarray, units: np.ndar
     return x_l, (1.0 - bx) / n_j, b_j, g_l
 
 
-def unit_variances_iid(fe, sigma2, u1, t1, units: np.ndarray, n_post: np.ndarray) -> np.ndarray:
-    """Exact variance of each treated unit's mean effect under independent errors, ``O(N T^2)``.
+def unit_variances_iid(fe, sigma2, u1, t1, units: np.ndarray, n_post: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact variance of each treated unit's mean effect under independent errors, ``O(N T^2)``,
+    and the part of it that comes from the unit's own errors (``sigma_j^2`` times a constant).
 
     For unit ``j`` the weights are ``1/n_post_j`` on its treated cells, so ``Z1'w`` is ``e_j`` in the
     unit block and the unit's treated-period indicator over ``n_post_j`` in the period block. After
@@ -125,8 +126,8 @@ def unit_variances_iid(fe, sigma2, u1, t1, units: np.ndarray, n_post: np.ndarray
     bx2 = np.asarray(b_j.multiply(x_l**2).sum(axis=0)).ravel()  # sum of x_l^2 over j's untreated periods
     s_j = sigma2[units]
     in_m = s_j * (bx2 - bx**2 / n_j)
-    exact_own = s_j * (n_j * x_a**2 + 2.0 * x_a * bx + bx2)
-    return s_j / n_post[units] + quad - in_m + exact_own
+    own = s_j / n_post[units] + s_j * (n_j * x_a**2 + 2.0 * x_a * bx + bx2)
+    return own + quad - in_m, own
 
 
 def ar1_correlation(resid0: np.ndarray, u0: np.ndarray, time0: np.ndarray) -> float:
@@ -165,13 +166,14 @@ def unit_variances_ar1(
     units: np.ndarray,
     n_post: np.ndarray,
     periods: np.ndarray,
-) -> np.ndarray:
-    """Variance of each treated unit's mean effect allowing serially correlated errors.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Variance of each treated unit's mean effect allowing serially correlated errors, and its own part.
 
     Own part: unit ``j``'s full weight vector ``u_j`` over its periods (``1/n_post`` on its
     treated ones, ``-(x_a_j + x_l_t)`` on its untreated ones) against the AR(1) covariance
     ``sigma_j^2 rho^|t - s|``. Other units: clustered by unit, ``sum_{i != j} (sum_t v_it
     e_it)^2 = x_l' (R'R) x_l - (R x_l)_j^2`` with ``R`` the units-by-periods matrix of residuals.
+    Returns ``(variance, own part)``.
     """
     x_l, x_a, b_j, g_l = _unit_solutions(fe, u1, t1, units, n_post)
     residuals = sparse.csr_matrix((resid0, (u0, t0)), shape=(fe.N, fe.T))
@@ -182,4 +184,4 @@ def unit_variances_ar1(
     lags = np.abs(periods[:, None] - periods[None, :])
     gamma = rho ** lags.astype(float)
     own = sigma2[units] * np.sum((weights @ gamma) * weights, axis=1)
-    return own + others
+    return own + others, own

@@ -22,7 +22,7 @@ from hbm_lib._validation import check_bool, check_level
 from hbm_lib.staggered._fixed_effects import TwoWayFE, require_connected
 from hbm_lib.staggered._panel import check_count, prepare, require_treated
 
-__all__ = ["two_way_fixed_effects", "pretrend_test", "PretrendTest"]
+__all__ = ["two_way_fixed_effects", "twfe_weights", "pretrend_test", "PretrendTest"]
 
 
 def _fwl(fe: TwoWayFE, y, bins, k, cluster):
@@ -151,6 +151,82 @@ def two_way_fixed_effects(
     se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     z = stats.norm.ppf(0.5 + level / 2)
     return pd.DataFrame({"term": terms, "horizon": horizons, "estimate": beta, "se": se, "lower": beta - z * se, "upper": beta + z * se})
+
+
+def twfe_weights(
+    panel: pd.DataFrame,
+    *,
+    unit: str = "unit",
+    time: str = "time",
+    first_treated: str = "first_treated",
+) -> pd.DataFrame:
+    """The weight of each treated (cohort, horizon) cell in the static two-way fixed-effects coefficient.
+
+    The static coefficient is ``beta = sum_it Dres_it Y_it / sum_it Dres_it^2`` with ``Dres`` the
+    treatment dummy residualised on unit and period effects (Frisch-Waugh-Lovell). Under parallel
+    trends ``Y_it = alpha_i + lambda_t + D_it tau_it + e_it``, and ``Dres`` is orthogonal to the
+    fixed effects, so ``beta = sum_{treated it} w_it tau_it + noise`` with
+    ``w_it = Dres_it / sum_{treated} Dres``: a weighted sum of the effects whose weights add up to
+    1 but need not be positive (de Chaisemartin and D'Haultfoeuille 2020; Borusyak, Jaravel and
+    Spiess 2024). Long-run effects of early adopters typically get negative weights: they serve as
+    controls for later adopters (Goodman-Bacon 2021). The ATT weights every treated observation
+    equally, ``1 / n_treated``.
+
+    Parameters
+    ----------
+    panel : pandas.DataFrame
+        Long panel, as for :func:`two_way_fixed_effects` (no outcome needed).
+    unit, time, first_treated : str
+        Column names (same conventions).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per treated (cohort, horizon) cell, sorted: ``first_treated``, ``horizon``,
+        ``n_obs``, ``weight`` (the sum of the cell's ``w_it``; in a balanced panel every
+        observation of a cell has the same weight, so ``beta`` is the sum over cells of ``weight``
+        times the cell's mean effect, plus noise) and ``att_weight`` (``n_obs / n_treated``, the
+        cell's weight in the ATT). ``weight`` sums to 1.
+
+    Raises
+    ------
+    ValueError
+        For the panels :func:`two_way_fixed_effects` refuses (e.g. a dummy collinear with the
+        fixed effects).
+
+    Examples
+    --------
+    Two units and three periods, ``a`` adopting in period 1 and ``b`` in period 2: ``a``'s second
+    treated period gets weight -1/2, because ``a``, already treated, is ``b``'s control then.
+
+    >>> import pandas as pd
+    >>> panel = pd.DataFrame({"unit": ["a"] * 3 + ["b"] * 3, "time": [0, 1, 2] * 2,
+    ...                       "first_treated": [1] * 3 + [2] * 3})
+    >>> twfe_weights(panel)
+       first_treated  horizon  n_obs  weight  att_weight
+    0              1        0      1     1.0    0.333333
+    1              1        1      1    -0.5    0.333333
+    2              2        0      1     0.5    0.333333
+    """
+    d = prepare(panel, unit, time, None, first_treated)
+    require_treated(d, first_treated)
+    fe = TwoWayFE(d.u, d.t, d.n_units, d.n_periods)
+    require_connected(fe, d, "observations")
+    dummy = d.treated.astype(float)
+    alpha, lam = fe.fit(dummy)
+    resid = dummy - alpha[d.u] - lam[d.t]
+    total = float(resid[d.treated].sum())
+    if total <= 1e-9 * d.treated.sum():
+        raise ValueError(
+            "the treatment dummy is collinear with the unit and period effects (e.g. every unit adopts "
+            "in the same period and none is never treated), so the coefficient and its weights are not identified"
+        )
+    cells = pd.DataFrame({first_treated: d.ft_obs[d.treated].astype(np.int64),
+                          "horizon": d.horizon[d.treated].astype(np.int64), "w": resid[d.treated] / total})
+    out = cells.groupby([first_treated, "horizon"], sort=True)["w"].agg(n_obs="size", weight="sum").reset_index()
+    out["n_obs"] = out["n_obs"].astype(np.int64)
+    out["att_weight"] = out["n_obs"] / d.treated.sum()
+    return out
 
 
 def _event_bins(d, first_treated: str, pre_periods: int, post_periods: int | None):
