@@ -2,7 +2,9 @@
 
 Simulations know each unit's true effect, so every estimator in the book can be judged on the same
 three numbers: how far its point estimates are from the truth (mean squared error), how often its
-intervals contain the truth (coverage), and what that costs (mean interval width).
+intervals contain the truth (coverage), and what that costs (mean interval width). A fourth,
+:func:`top_k_bias`, measures the winner's curse: how much an estimator overstates the units it
+ranks at the top.
 
 Labels. A result frame, a truth and strata given as pandas objects are paired by their index
 (reordered to the result's order; refused if they describe different units), so a truth in
@@ -19,7 +21,7 @@ from numpy.typing import ArrayLike
 
 from hbm_lib._validation import align, as_finite_1d, check_same_length
 
-__all__ = ["mse", "coverage", "interval_width", "score", "compare_methods"]
+__all__ = ["mse", "coverage", "interval_width", "score", "compare_methods", "top_k_bias"]
 
 _REQUIRED = ("estimate", "lower", "upper")
 
@@ -164,6 +166,41 @@ def compare_methods(
         table.insert(0, "method", name)
         frames.append(table)
     return pd.concat(frames, ignore_index=True)
+
+
+def top_k_bias(estimate: ArrayLike, truth: ArrayLike, k: int) -> float:
+    """The winner's curse: mean of ``estimate - truth`` over the ``k`` units with the largest estimates.
+
+    Picking the units whose estimates are largest also picks the ones whose noise happened to
+    push them up, so an unbiased estimator overstates the winners it selects. A positive value is
+    how much the ``k`` "best" units' estimates overstate their true effects on average; a posterior
+    mean under a correct prior has none (its error is uncorrelated with anything it conditions
+    on, the ranking included). Ties at the cut are broken by position.
+
+    Parameters
+    ----------
+    estimate, truth : array-like
+        One estimate and one true value per unit; pandas inputs are paired by index.
+    k : int
+        How many top units to average over, ``1 <= k <= n``.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> top_k_bias([3.0, 1.0, 2.0, 0.0], [1.0, 1.0, 2.5, 0.0], k=2)  # units 0 and 2: (2 - 0.5) / 2
+    0.75
+    """
+    aligned = align(estimate=estimate, truth=truth)
+    est = as_finite_1d(aligned["estimate"], "estimate")
+    true = as_finite_1d(aligned["truth"], "truth")
+    n = check_same_length(estimate=est, truth=true)
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer between 1 and the number of units ({n}); got {k!r}")
+    top = np.argsort(-est, kind="stable")[: int(k)]
+    return float(np.mean(est[top] - true[top]))
 
 
 def _check_intervals(lower, upper, truth):

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from hbm_lib import eight_schools
-from hbm_lib.metrics import compare_methods, coverage, interval_width, mse, score
+from hbm_lib.metrics import compare_methods, coverage, interval_width, mse, score, top_k_bias
 from hbm_lib.pooling import complete_pooling, no_pooling
 
 
@@ -107,3 +107,31 @@ def test_compare_methods_refuses_frames_of_other_units():
     # the same units in another order are fine, scored in the first frame's order
     table = compare_methods({"one": a, "two": a.iloc[::-1]}, pd.Series({"b": 2.0, "a": 1.0}))
     assert table["mse"].tolist() == [0.0, 0.0]
+
+
+def test_top_k_bias_known_answers_and_labels():
+    # the two largest estimates are units 0 and 2: errors 3 - 1 = 2 and 2 - 2.5 = -0.5
+    assert top_k_bias([3.0, 1.0, 2.0, 0.0], [1.0, 1.0, 2.5, 0.0], k=2) == pytest.approx(0.75)
+    assert top_k_bias([3.0, 1.0, 2.0, 0.0], [1.0, 1.0, 2.5, 0.0], k=4) == pytest.approx(0.375)
+    est = pd.Series([3.0, 1.0], index=["a", "b"])
+    truth = pd.Series({"b": 1.0, "a": 0.0})  # another order: paired by label
+    assert top_k_bias(est, truth, k=1) == 3.0
+
+
+@pytest.mark.parametrize("k", [0, 5, 1.5, True])
+def test_top_k_bias_bad_k(k):
+    with pytest.raises(ValueError, match="k must be an integer between 1 and the number of units"):
+        top_k_bias([1.0, 2.0, 3.0, 4.0], [0.0] * 4, k=k)
+
+
+def test_winners_curse_and_the_posterior_mean():
+    # theta ~ N(0, 1), y = theta + N(0, 1) ~ N(0, 2): the top 100 of 20,000 (0.5%) raw estimates
+    # overstate their effects by E[noise | y] = y / 2 averaged over the top, about
+    # sqrt(2) * E[Z | Z > 2.576] / 2 = sqrt(2) * 2.89 / 2 = 2.04 (the mean of 100 noises given y has
+    # sd 0.071, so 1.7 is about 5 sd below). The posterior mean y / 2 has no selection bias: its errors
+    # have sd 1 / sqrt(2), so their mean over 100 has sd 0.071 and 0.3 is 4 sd
+    rng = np.random.default_rng(3)
+    theta = rng.normal(size=20_000)
+    y = theta + rng.normal(size=20_000)
+    assert top_k_bias(y, theta, k=100) > 1.7
+    assert abs(top_k_bias(y / 2, theta, k=100)) < 0.3

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from hbm_lib.simulate import (
     StaggeredTruth,
@@ -126,6 +127,69 @@ def test_summaries_scale_and_reject_treated_share():
         simulate_creator_summaries(treated_share=0.3)
     with pytest.raises(TypeError, match="unknown option 'sigma_creatr'; did you mean 'sigma_creator'"):
         simulate_creator_summaries(sigma_creatr=0.3)
+
+
+def test_student_t_effects_keep_the_sd_and_fatten_the_tails():
+    # scaled t with 5 df has sd 1; P(|e| > 3) = 2 P(T_5 > 3 / sqrt(3 / 5)) = 0.0118 against 0.0027
+    # for the normal. 20,000 creators: the binomial sd of that share is 0.00076, of the sd about 0.009
+    sims = {dist: simulate_creator_summaries(20_000, 1, sigma_creator=0.5, effect_dist=dist, effect_df=5.0,
+                                             genre_effects=[2.0], seed=8)[1]
+            for dist in ("normal", "student_t")}
+    for dist, truth in sims.items():
+        e = (truth.creators["effect"] - 2.0) / 0.5
+        assert e.std() == pytest.approx(1.0, abs=0.04)
+        expected = 2 * stats.t.sf(3 / np.sqrt(3 / 5), 5) if dist == "student_t" else 2 * stats.norm.sf(3)
+        assert np.mean(np.abs(e) > 3) == pytest.approx(expected, abs=4 * np.sqrt(expected / 20_000))
+    assert sims["student_t"].params["effect_dist"] == "student_t" and sims["student_t"].params["effect_df"] == 5.0
+    # the normal default draws the same effects as before the option existed: shape * sd + mean
+    _, truth = simulate_creator_experiments(seed=500)
+    assert truth.creators["effect"].iloc[0] == pytest.approx(0.667869, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"effect_dist": "cauchy"}, "effect_dist must be one of"),
+        ({"effect_dist": "student_t", "effect_df": 2.0}, "effect_df must be > 2"),
+        ({"sampling": "poisson"}, "sampling must be 'normal' or 'exact'"),
+    ],
+)
+def test_summaries_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        simulate_creator_summaries(**kwargs)
+
+
+def test_exact_summaries_are_the_user_level_estimator_in_distribution():
+    # sampling="exact" draws buyers and their spend instead of users: the estimate is the difference
+    # in means and se the Welch se, as difference_in_means gives on user rows. Same seed, same
+    # creators (the truth is drawn first). 2000 creators of 40-60 users, where skewness and the
+    # noise in the Welch se are strong.
+    design = dict(n_creators=2000, n_genres=2, min_users=40, max_users=60, seed=12)
+    exact, truth = simulate_creator_summaries(sampling="exact", **design)
+    normal, normal_truth = simulate_creator_summaries(**design)
+    pd.testing.assert_frame_equal(truth.creators, normal_truth.creators)
+    users, user_truth = simulate_creator_experiments(**design)
+    welch = summarize_experiments(users)
+    assert list(exact.columns) == list(welch.columns) and exact.index.equals(welch.index)
+    true_var = normal["se"].to_numpy() ** 2  # the exact sampling variance of each estimate
+    for summary in (exact, welch):
+        # the sample variances are unbiased: E[se^2] = true variance. The ratio se^2 / var has sd
+        # about 0.5 per creator here (measured), so its mean over 2000 has sd 0.011; 0.05 is 4.5 sd
+        assert np.mean(summary["se"].to_numpy() ** 2 / true_var) == pytest.approx(1.0, abs=0.05)
+        # errors against the truth: mean 0 (sd 1/sqrt(2000) = 0.022 in units of the true se) and
+        # variance 1 (sd of a sample variance of 2000 roughly normal values: 0.032)
+        z = (summary["estimate"].to_numpy() - truth.creators["effect"].to_numpy()) / np.sqrt(true_var)
+        assert abs(z.mean()) < 0.1 and z.var() == pytest.approx(1.0, abs=0.13)
+    # and the t-statistics with the estimated se are equally heavy-tailed in both: the share beyond
+    # 2 differs by less than 4 binomial sds of a difference (sd 0.0071 at a share of about 0.05)
+    t_exact = np.abs(exact["estimate"] - truth.effect) / exact["se"]
+    t_users = np.abs(welch["estimate"] - user_truth.effect) / welch["se"]
+    assert abs(np.mean(t_exact > 2) - np.mean(t_users > 2)) < 4 * 0.0071
+
+
+def test_exact_summaries_refuse_a_creator_without_buyers():
+    with pytest.raises(ValueError, match="no buyer in either arm"):
+        simulate_creator_summaries(50, 1, sampling="exact", min_users=4, max_users=4, buy_prob=0.01, seed=1)
 
 
 # --- staggered-adoption panel -------------------------------------------------------------------
