@@ -28,6 +28,9 @@ simulate
     Simulated creator experiments and staggered rollouts with a known truth.
 metrics
     MSE, interval coverage and width against a known truth, for one method or several.
+calibration
+    Simulation-based calibration: do a model's fits hold the truth at the nominal rate, over
+    its prior? Ranks of true values among posterior draws, their uniformity tests and ECDF plot.
 datasets
     Data sets shipped with the package (Eight Schools).
 plots
@@ -55,11 +58,17 @@ _EXPORTS = {
     "partial_pooling": "pooling",
     "estimate_tau": "pooling",
     "shrinkage_weight": "pooling",
+    "robust_eb_intervals": "pooling",
+    "robust_critical_value": "pooling",
+    "worst_case_noncoverage": "pooling",
+    "pooling_methods": "pooling",
+    "POOLING_METHODS": "pooling",
     "mse": "metrics",
     "coverage": "metrics",
     "interval_width": "metrics",
     "score": "metrics",
     "compare_methods": "metrics",
+    "top_k_bias": "metrics",
     "hierarchical_normal": "models",
     "beta_binomial": "models",
     "varying_slopes_logistic": "models",
@@ -82,6 +91,10 @@ _EXPORTS = {
     "two_way_fixed_effects": "staggered",
     "PretrendTest": "staggered",
     "pretrend_test": "staggered",
+    "twfe_weights": "staggered",
+    "unit_covariance": "staggered",
+    "PooledEffects": "staggered",
+    "pool_unit_effects": "staggered",
     "GroupingComparison": "selection",
     "compare_groupings": "selection",
     "elpd_diff_z": "selection",
@@ -89,12 +102,15 @@ _EXPORTS = {
     "GroupingChoice": "selection",
     "choose_grouping": "selection",
     "between_group_chi2": "selection",
+    "CalibrationResult": "calibration",
+    "simulation_based_calibration": "calibration",
+    "plot_calibration": "calibration",
     "shrinkage": "plots",
     "use_book_style": "plots",
     "book_style": "plots",
 }
 _MODULES = (
-    "datasets", "decisions", "estimates", "inference", "metrics", "models", "plots", "pooling",
+    "calibration", "datasets", "decisions", "estimates", "inference", "metrics", "models", "plots", "pooling",
     "selection", "simulate", "staggered",
 )
 
