@@ -1,14 +1,16 @@
 """Benchmark: how long each chapter takes to execute, and which cells take the time.
 
-Usage:  .venv/bin/python benchmarks/chapter_times.py [chapter ...] [--top N]
+Usage:  .venv/bin/python benchmarks/chapter_times.py [chapter ...] [--top N] [--cold]
 
 Runs each chapter (``chapters/<name>.md``; all of the book's notebooks by default) top to bottom in
 a fresh kernel, as the book build does (same working directory, same kernel startup file that makes
 deprecations errors), and prints its wall time and its ``--top`` slowest cells (default 5) with the
-first line of each. The book's budget is 90 s per chapter, cold, on the 2-core machine; a cold run
-means empty PyTensor and numba caches (``rm -rf ~/.pytensor`` and the numba cache beside the
-installed packages), a warm one is every later run. The table is printed and saved to
-``benchmarks/results/chapter_times.csv`` when every chapter ran.
+first line of each. The book's budget is 90 s per chapter, cold, on the 2-core machine. A cold run
+means an empty PyTensor compile cache (``pytensor.config.base_compiledir``, where PyTensor also keeps
+the numba-compiled functions); ``--cold`` empties it before each chapter, so every chapter is
+measured as a reader's first run. Without it, chapters after the first may find the models of
+earlier ones compiled. The table is printed and saved to ``benchmarks/results/chapter_times.csv``
+when every chapter ran, with a column saying whether the run was cold.
 """
 
 from __future__ import annotations
@@ -64,7 +66,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("chapters", nargs="*")
     parser.add_argument("--top", type=int, default=5)
+    parser.add_argument("--cold", action="store_true", help="empty PyTensor's compile cache before each chapter")
     args = parser.parse_args()
+    compiledir = None
+    if args.cold:
+        import pytensor
+
+        compiledir = Path(pytensor.config.base_compiledir)
     names = args.chapters or notebooks()
     # the kernels get the book's startup file, as in the build (chapters/_ext/book_build.py)
     ipython_dir = Path(tempfile.mkdtemp())
@@ -73,8 +81,10 @@ def main() -> int:
     os.environ["IPYTHONDIR"] = str(ipython_dir)
     rows = []
     for name in names:
+        if compiledir is not None:
+            shutil.rmtree(compiledir, ignore_errors=True)
         wall, cells = run(name, args.top)
-        rows.append({"chapter": name, "execution_s": wall})
+        rows.append({"chapter": name, "execution_s": wall, "cold": args.cold})
         print(f"== {name}: {wall:.1f} s; slowest cells:", file=sys.stderr)
         for _, cell in cells.iterrows():
             print(f"   {cell['seconds']:6.1f} s  {cell['first line']}", file=sys.stderr)

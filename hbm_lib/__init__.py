@@ -3,7 +3,11 @@
 Modules
 -------
 pooling
-    No pooling, complete pooling and empirical-Bayes partial pooling of unit estimates.
+    No pooling, complete pooling and empirical-Bayes partial pooling of unit estimates, and
+    the book's estimators side by side (``pooling_methods``).
+robust_eb
+    Robust empirical-Bayes confidence intervals, whose average coverage holds when the true
+    effects are not normal.
 estimates
     From raw rows to one estimate and standard error per unit: group means, and differences in
     means between the arms of an experiment.
@@ -58,9 +62,9 @@ _EXPORTS = {
     "partial_pooling": "pooling",
     "estimate_tau": "pooling",
     "shrinkage_weight": "pooling",
-    "robust_eb_intervals": "pooling",
-    "robust_critical_value": "pooling",
-    "worst_case_noncoverage": "pooling",
+    "robust_eb_intervals": "robust_eb",
+    "robust_critical_value": "robust_eb",
+    "worst_case_noncoverage": "robust_eb",
     "pooling_methods": "pooling",
     "POOLING_METHODS": "pooling",
     "mse": "metrics",
@@ -111,7 +115,7 @@ _EXPORTS = {
 }
 _MODULES = (
     "calibration", "datasets", "decisions", "estimates", "inference", "metrics", "models", "plots", "pooling",
-    "selection", "simulate", "staggered",
+    "robust_eb", "selection", "simulate", "staggered",
 )
 
 __all__ = list(_EXPORTS)
