@@ -22,9 +22,10 @@ inference
 decisions
     Posterior probabilities for decisions: one unit beats another, the pairwise matrix, an effect
     is positive.
+elpd
+    Leave-one-out predictive accuracy of a fit (exact for the grid posterior, else PSIS).
 selection
-    Leave-one-out predictive accuracy (exact for the grid posterior), and comparing candidate
-    groupings by it.
+    Comparing candidate groupings by leave-one-out predictive accuracy, and choosing one.
 staggered
     The imputation estimator of difference-in-differences for staggered adoption, with
     cluster-robust standard errors, and the two-way fixed-effects regression it replaces.
@@ -102,7 +103,7 @@ _EXPORTS = {
     "GroupingComparison": "selection",
     "compare_groupings": "selection",
     "elpd_diff_z": "selection",
-    "loo": "selection",
+    "loo": "elpd",
     "GroupingChoice": "selection",
     "choose_grouping": "selection",
     "between_group_chi2": "selection",
@@ -114,7 +115,7 @@ _EXPORTS = {
     "book_style": "plots",
 }
 _MODULES = (
-    "calibration", "datasets", "decisions", "estimates", "inference", "metrics", "models", "plots", "pooling",
+    "calibration", "datasets", "decisions", "elpd", "estimates", "inference", "metrics", "models", "plots", "pooling",
     "robust_eb", "selection", "simulate", "staggered",
 )
 

@@ -6,7 +6,7 @@ standard deviation to learn) when they do not. :func:`compare_groupings` fits th
 :func:`hbm_lib.hierarchical_normal` once per candidate grouping, plus the single-population
 (two-level) model as a baseline, and ranks them by their expected log predictive density estimated
 with PSIS-LOO (:func:`arviz.loo`, :func:`arviz.compare`), or exactly when the models are fitted
-with ``method="grid"`` (:func:`loo`).
+with ``method="grid"`` (:func:`hbm_lib.loo`).
 
 The log-likelihood that :func:`hbm_lib.fit` stores is the density of a unit's estimate with
 its own ``theta`` integrated out, ``N(y[i] | mu_group[g[i]], se[i]^2 + sigma_unit^2)``: the
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import arviz as az
-from arviz_stats.utils import ELPDDataLOOKFold
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -44,11 +43,12 @@ from hbm_lib._validation import (
     check_same_length,
     unit_labels,
 )
+from hbm_lib.elpd import _exact_elpd_data, loo
 from hbm_lib.inference import check_convergence, fit
 from hbm_lib.models import hierarchical_normal
 
 __all__ = ["GroupingChoice", "GroupingComparison", "between_group_chi2", "choose_grouping", "compare_groupings",
-           "elpd_diff_z", "loo"]
+           "elpd_diff_z"]
 
 _METHODS = ("stacking", "BB-pseudo-BMA", "pseudo-BMA")
 # ArviZ's own warning from az.loo; we replace it by one message naming the model(s)
@@ -334,93 +334,6 @@ def _check_inputs(y, se, units, groupings, baseline):
     labels = unit_labels(aligned["units"], aligned["y"] if isinstance(aligned["y"], pd.Series) else aligned["se"], n)
     checked = _check_groupings({k: aligned[f"groupings[{k!r}]"] for k in groupings}, n, baseline)
     return y_arr, se_arr, labels, checked
-
-
-LOO_METHODS = ("auto", "exact", "psis")
-#: Share of a unit's leave-one-out posterior in the outermost cells of the grid above which
-#: :func:`loo` warns that the exact value may be off (the grid was chosen for all the data; the
-#: error of that unit's elpd is of the order of the mass cut off, a few times this share).
-LOO_EDGE_MASS = 1e-2
-
-
-def loo(idata: xr.DataTree, *, method: str = "auto") -> az.ELPDData:
-    """Leave-one-out expected log predictive density of a fit: exact where the fit allows, else PSIS.
-
-    A :func:`hbm_lib.hierarchical_normal` model fitted with ``fit(model, method="grid")`` carries
-    the exact leave-one-out densities ``log p(y_i | y_-i)`` of every unit (its ``exact_loo`` group,
-    computed by quadrature with the unit left out: no refits, no importance sampling, no Monte
-    Carlo error). ``method="auto"`` uses them when present and PSIS-LOO (:func:`arviz.loo`)
-    otherwise; ``"exact"`` insists on them and ``"psis"`` ignores them. The exact result is an
-    :class:`arviz_stats.utils.ELPDDataLOOKFold` with one fold per unit (exact leave-one-out is
-    n-fold cross-validation), so :func:`arviz.compare` takes it like any other: ``pareto_k`` is
-    None (there is nothing to smooth), ``p`` is ``sum(lpd_i - elpd_i)`` with ``lpd_i`` the exact
-    full-data predictive density, and ``se`` is ``sqrt(n var(elpd_i))`` as for PSIS-LOO.
-
-    Parameters
-    ----------
-    idata : xarray.DataTree
-        A fit with a ``log_likelihood`` group (PSIS) or an ``exact_loo`` group (exact).
-    method : {"auto", "exact", "psis"}, default "auto"
-
-    Returns
-    -------
-    arviz.ELPDData
-        With pointwise ``elpd_i`` (and ``pareto_k`` for PSIS-LOO).
-
-    Warns
-    -----
-    UserWarning
-        For an exact result when more than 1% of some unit's leave-one-out posterior lies in the
-        outermost cells of the grid (the unit moves the posterior so much that the grid chosen for
-        all the data may cut its leave-one-out posterior short).
-
-    Raises
-    ------
-    ValueError
-        When ``method="exact"`` and the fit has no ``exact_loo`` group, or ``method`` is unknown.
-
-    Examples
-    --------
-    >>> from hbm_lib import eight_schools, fit, hierarchical_normal
-    >>> schools = eight_schools()
-    >>> idata = fit(hierarchical_normal(schools["y"], schools["sigma"]), method="grid", seed=1)
-    >>> result = loo(idata)
-    >>> result.kind, result.n_folds, round(result.elpd, 1)
-    ('loo_kfold', 8, -30.6)
-    """
-    method = check_choice(method, "method", LOO_METHODS)
-    if not isinstance(idata, xr.DataTree):
-        raise TypeError(f"idata must be an xarray.DataTree (a fit); got {type(idata).__name__}")
-    has_exact = "exact_loo" in idata.children
-    if method == "exact" and not has_exact:
-        raise ValueError(
-            "method='exact': this fit has no exact_loo group; exact leave-one-out comes with "
-            "fit(hierarchical_normal(...), method='grid') (with keep_log_likelihood=True)"
-        )
-    if method == "psis" or not has_exact:
-        return az.loo(idata, pointwise=True, var_name="y")
-    exact = idata["exact_loo"].to_dataset()
-    posterior = idata["posterior"]
-    return _exact_elpd_data(exact["elpd_i"], exact["lpd_i"], exact.attrs.get("edge_mass", 0.0),
-                            n_samples=int(posterior.sizes["chain"] * posterior.sizes["draw"]))
-
-
-def _exact_elpd_data(elpd_i: xr.DataArray, lpd_i: xr.DataArray, edge_mass: float, *, n_samples: int) -> az.ELPDData:
-    """Exact leave-one-out as ArviZ's container for n-fold cross-validation (warns at the grid's edge)."""
-    n = elpd_i.size
-    if edge_mass > LOO_EDGE_MASS:
-        warnings.warn(
-            f"exact leave-one-out: up to {edge_mass:.1%} of a unit's leave-one-out posterior lies at the "
-            "edge of the grid, so its elpd may be off; look for the unit whose estimate moves the "
-            "posterior most",
-            UserWarning,
-            stacklevel=3,
-        )
-    return ELPDDataLOOKFold(
-        elpd=float(elpd_i.sum()), se=float(np.sqrt(n * elpd_i.var())), p=float((lpd_i - elpd_i).sum()),
-        n_samples=n_samples, n_data_points=n, scale="log", warning=False, good_k=None, elpd_i=elpd_i,
-        n_folds=n, p_kfold_i=lpd_i - elpd_i,
-    )
 
 
 CHOICE_RULES = ("loo", "largest_chi2")

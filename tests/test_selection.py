@@ -16,7 +16,8 @@ import pandas as pd
 import xarray as xr
 import pytest
 
-from hbm_lib.selection import GroupingComparison, _warn_pareto_k, compare_groupings, elpd_diff_z, loo
+from hbm_lib.elpd import loo
+from hbm_lib.selection import GroupingComparison, _warn_pareto_k, compare_groupings, elpd_diff_z
 from hbm_lib.simulate import simulate_creator_summaries
 
 BASELINE = "single population"
