@@ -39,7 +39,7 @@ def unit_covariance(
 ) -> pd.DataFrame:
     """Covariance matrix of the imputation estimator's unit effects, under independent errors.
 
-    The unit effects of :func:`hbm_lib.staggered.imputation_estimator` (its ``units`` table) are
+    The unit effects of :func:`hbm_lib.imputation_estimator` (its ``units`` table) are
     averages of ``Y_it - alpha_i - lambda_t`` that share the fitted period effects ``lambda_t``,
     so their errors are correlated across units: positively for units treated in the same
     periods. This returns their full covariance (module docstring for the computation), with the
@@ -52,7 +52,7 @@ def unit_covariance(
     Parameters
     ----------
     panel : pandas.DataFrame
-        Long panel, as for :func:`hbm_lib.staggered.imputation_estimator`.
+        Long panel, as for :func:`hbm_lib.imputation_estimator`.
     unit, time, outcome, first_treated : str
         Column names (same conventions).
     variance : {"unit", "pooled"}, default "unit"
@@ -72,7 +72,7 @@ def unit_covariance(
     Raises
     ------
     ValueError
-        For the panels :func:`~hbm_lib.staggered.imputation_estimator` refuses, a bad
+        For the panels :func:`~hbm_lib.imputation_estimator` refuses, a bad
         ``error_variance``, or more than 20,000 treated units (the matrix would not fit in memory).
 
     Examples
