@@ -7,10 +7,11 @@ import contextlib
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from numpy.typing import ArrayLike
 
-from hbm_lib._validation import as_finite_1d, as_positive_1d, check_same_length
+from hbm_lib._validation import align, as_finite_1d, as_positive_1d, check_same_length
 
 __all__ = ["book_style", "use_book_style", "shrinkage", "BOOK_RC"]
 
@@ -70,8 +71,12 @@ def shrinkage(
     ax: Axes | None = None,
     cmap: str = "viridis",
     size_label: str = "sample size",
+    pooled_label: str = "partially pooled",
 ) -> Axes:
     """Arrows from each unit's own estimate to its partially pooled one, against sample size.
+
+    pandas Series are paired by their index (reordered to the index of ``raw``; a Series with
+    other units is refused with a ``ValueError``), plain arrays by position.
 
     Parameters
     ----------
@@ -85,11 +90,22 @@ def shrinkage(
         True values, drawn as small black crosses (simulations only).
     ax : matplotlib.axes.Axes, optional
         Where to draw; a new figure if omitted.
+    cmap : str, default "viridis"
+        Colour map of the sample sizes.
+    size_label : str, default "sample size"
+        Label of the x axis and the colour bar.
+    pooled_label : str, default "partially pooled"
+        Legend entry of the pooled estimates (e.g. ``"full Bayes"`` for posterior means).
 
     Returns
     -------
     matplotlib.axes.Axes
     """
+    labelled = align(raw=raw, pooled=pooled, size=size, truth=truth,
+                     pooled_mean=pooled_mean if isinstance(pooled_mean, pd.Series) else None)
+    raw, pooled, size, truth = (labelled[k] for k in ("raw", "pooled", "size", "truth"))
+    if isinstance(pooled_mean, pd.Series):
+        pooled_mean = labelled["pooled_mean"]
     raw = as_finite_1d(raw, "raw")
     pooled = as_finite_1d(pooled, "pooled")
     size = as_positive_1d(size, "size")
@@ -100,7 +116,7 @@ def shrinkage(
     colours = mpl.colormaps[cmap](norm(size))
     ax.set_xscale("log")
     ax.scatter(size, raw, s=22, facecolors="none", edgecolors=colours, linewidths=1.2, label="own estimate", zorder=3)
-    ax.scatter(size, pooled, s=22, color=colours, label="partially pooled", zorder=4)
+    ax.scatter(size, pooled, s=22, color=colours, label=pooled_label, zorder=4)
     for x, a, b, c in zip(size, raw, pooled, colours):
         if abs(b - a) > 1e-12:
             ax.annotate("", xy=(x, b), xytext=(x, a), arrowprops={"arrowstyle": "->", "color": c, "lw": 1.0, "alpha": 0.8})

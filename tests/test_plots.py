@@ -6,6 +6,7 @@ matplotlib.use("agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from hbm_lib.plots import _round_ticks, shrinkage, use_book_style  # noqa: E402
@@ -18,6 +19,20 @@ def test_shrinkage_draws_one_arrow_per_moved_unit():
     assert len(arrows) == 2  # the third unit does not move
     assert ax.get_xscale() == "log"
     plt.close(ax.figure)
+
+
+def test_shrinkage_pairs_series_by_label_and_refuses_other_units():
+    raw = pd.Series([1.0, 5.0, 3.0], index=["a", "b", "c"])
+    pooled = pd.Series([3.0, 4.0, 2.0], index=["c", "b", "a"])  # a -> 2, b -> 4, c -> 3: c does not move
+    size = pd.Series([300, 30, 3], index=["c", "b", "a"])
+    ax = shrinkage(raw, pooled, size, pooled_label="full Bayes")
+    arrows = [c for c in ax.get_children() if isinstance(c, matplotlib.text.Annotation)]
+    starts = sorted((a.xyann[0], a.xyann[1], a.xy[1]) for a in arrows)  # (size, raw, pooled)
+    assert starts == [(3.0, 1.0, 2.0), (30.0, 5.0, 4.0)]
+    assert "full Bayes" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="raw and pooled are labelled by different units"):
+        shrinkage(raw, pooled.rename({"a": "z"}), size)
 
 
 def test_shrinkage_labels_only_the_round_ticks_on_both_log_axes():
