@@ -23,7 +23,8 @@ decisions
     Posterior probabilities for decisions: one unit beats another, the pairwise matrix, an effect
     is positive.
 elpd
-    Leave-one-out predictive accuracy of a fit (exact for the grid posterior, else PSIS).
+    Leave-one-out predictive accuracy of a fit (exact for the grid posterior, else PSIS), and
+    exact leave-one-group-out for the hierarchical normal model.
 selection
     Comparing candidate groupings by leave-one-out predictive accuracy, and choosing one.
 staggered
@@ -104,6 +105,7 @@ _EXPORTS = {
     "compare_groupings": "selection",
     "elpd_diff_z": "selection",
     "loo": "elpd",
+    "leave_one_group_out": "elpd",
     "GroupingChoice": "selection",
     "choose_grouping": "selection",
     "between_group_chi2": "selection",
