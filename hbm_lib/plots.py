@@ -7,7 +7,6 @@ import contextlib
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 from matplotlib.axes import Axes
 from numpy.typing import ArrayLike
 
@@ -101,11 +100,9 @@ def shrinkage(
     -------
     matplotlib.axes.Axes
     """
-    labelled = align(raw=raw, pooled=pooled, size=size, truth=truth,
-                     pooled_mean=pooled_mean if isinstance(pooled_mean, pd.Series) else None)
-    raw, pooled, size, truth = (labelled[k] for k in ("raw", "pooled", "size", "truth"))
-    if isinstance(pooled_mean, pd.Series):
-        pooled_mean = labelled["pooled_mean"]
+    # pandas inputs reordered to raw's index; scalars, arrays and None pass through
+    raw, pooled, size, truth, pooled_mean = align(raw=raw, pooled=pooled, size=size, truth=truth,
+                                                  pooled_mean=pooled_mean).values()
     raw = as_finite_1d(raw, "raw")
     pooled = as_finite_1d(pooled, "pooled")
     size = as_positive_1d(size, "size")
